@@ -1,0 +1,1 @@
+"""burnscape model stage."""
