@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ def configure_logging(verbose: int, log_file: Path | None = None) -> None:
         force=True,
     )
     logging.getLogger("burnscape").setLevel(level)
+    # Dask's own loggers (also in worker processes, which inherit the environment)
+    # stay at WARNING unless -vv asks for everything.
+    dask_level = "debug" if verbose >= 2 else "warning"
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", dask_level)
+    logging.getLogger("distributed").setLevel(dask_level.upper())
 
 
 if __name__ == "__main__":  # pragma: no cover

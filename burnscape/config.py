@@ -237,7 +237,6 @@ class ClusterConfig(_Frozen):
     n_workers: int = Field(default=2, ge=1)
     threads_per_worker: int = Field(default=1, ge=1)
     memory_limit: str = "4GiB"
-    dashboard: bool = False
 
 
 class WorkflowConfig(_Frozen):

@@ -1,0 +1,385 @@
+"""Pipeline: run a workflow's stages in order, each from what the previous one left.
+
+Thin wiring only: every stage is a function of its own subpackage, and every
+hand-over is a file in the outputs folder (ledger, cube.zarr, burned.zarr,
+burnscape.gpkg), so any stage can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from burnscape import __version__
+from burnscape.config import ClusterConfig, SourceConfig, WorkflowConfig
+from burnscape.errors import BurnscapeError, DataNotFoundError
+from burnscape.utils import find_data_dir, log_duration, write_json
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from burnscape.acquire import AcquiredItem
+    from burnscape.cube.writer import Scene
+
+__all__ = [
+    "MIRROR_ENV",
+    "RunReport",
+    "check_workflow",
+    "open_client",
+    "resolve_mirror",
+    "run_workflow",
+]
+
+logger = logging.getLogger(__name__)
+
+MIRROR_ENV = "BURNSCAPE_MIRROR"
+"""Environment variable naming a local mirror folder of the sources' files."""
+
+
+@dataclass
+class RunReport:
+    """What a workflow run did; written to ``run.json`` in the outputs folder."""
+
+    workflow: str
+    run_id: str
+    outputs: Path
+    started: str
+    timings_s: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as a JSON-ready dict."""
+        return {
+            "workflow": self.workflow,
+            "run_id": self.run_id,
+            "burnscape_version": __version__,
+            "outputs": str(self.outputs),
+            "started": self.started,
+            "timings_s": self.timings_s,
+            "stages": self.stages,
+            "validation": self.validation,
+        }
+
+
+def resolve_mirror(option: str | None, *, use_mirror: bool = True) -> Path | None:
+    """Pick the mirror folder: the option, else ``$BURNSCAPE_MIRROR``, else shared data.
+
+    Returns None when mirroring is off or no folder is found (then sources are
+    fetched from their origin URLs).
+    """
+    if not use_mirror:
+        return None
+    chosen = option or os.environ.get(MIRROR_ENV)
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_dir():
+            raise DataNotFoundError(
+                f"mirror folder {path} does not exist: pass an existing --mirror DIR, "
+                f"unset {MIRROR_ENV}, or use --no-mirror to download from the origin"
+            )
+        return path
+    return find_data_dir()
+
+
+@contextlib.contextmanager
+def open_client(cluster: ClusterConfig, scheduler: str | None = None) -> Iterator[Client]:
+    """Start a LocalCluster, or join the scheduler at ``scheduler``/``cluster.address``.
+
+    Yields
+    ------
+    distributed.Client
+        A client that is the default scheduler inside the block.
+    """
+    from distributed import Client, LocalCluster
+
+    address = scheduler or cluster.address
+    if address:
+        logger.info("Joining the Dask scheduler at %s.", address)
+        with Client(address, timeout="30s") as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=cluster.n_workers,
+            threads_per_worker=cluster.threads_per_worker,
+            memory_limit=cluster.memory_limit,
+            processes=True,
+            dashboard_address=":0",
+        ) as local,
+        Client(local) as client,
+    ):
+        logger.info(
+            "Started a LocalCluster: %d workers x %d threads, dashboard %s.",
+            cluster.n_workers, cluster.threads_per_worker, client.dashboard_link,
+        )
+        yield client
+
+
+def run_workflow(
+    workflow: WorkflowConfig,
+    *,
+    outputs: Path | None = None,
+    mirror: Path | None = None,
+    scheduler: str | None = None,
+    echo: Callable[[str], None] = lambda line: None,
+) -> RunReport:
+    """Run every stage of a workflow and write ``run.json``.
+
+    Parameters
+    ----------
+    workflow
+        The validated workflow.
+    outputs
+        The outputs folder; defaults to ``workflow.outputs.folder``.
+    mirror
+        A local mirror of the sources' files, served through a local STAC API;
+        None downloads from the origin URLs.
+    scheduler
+        A Dask scheduler address; None starts a LocalCluster.
+    echo
+        Receives one summary line per stage (the CLI prints them).
+
+    Returns
+    -------
+    RunReport
+        Timings, stage summaries and validation figures.
+    """
+    folder = Path(outputs or workflow.outputs.folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    report = RunReport(
+        workflow=workflow.name,
+        run_id=_run_id(workflow),
+        outputs=folder,
+        started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    start = time.perf_counter()
+    try:
+        with open_client(workflow.cluster, scheduler) as client:
+            if client.dashboard_link:
+                echo(f"Dask dashboard: {client.dashboard_link}")
+            items = _acquire(workflow, folder, mirror, report, echo)
+            _cube(workflow, folder, items, client, report, echo)
+            _detect(workflow, folder, client, report, echo)
+            _events(workflow, folder, report, echo)
+        _validate(workflow, folder, report, echo)
+    finally:
+        report.timings_s["total"] = round(time.perf_counter() - start, 3)
+        write_json(folder / "run.json", report.to_dict())
+    return report
+
+
+def _acquire(
+    workflow: WorkflowConfig,
+    folder: Path,
+    mirror: Path | None,
+    report: RunReport,
+    echo: Callable[[str], None],
+) -> list[AcquiredItem]:
+    from burnscape.acquire import Ledger, MirrorServer, acquire_source
+
+    items: list[AcquiredItem] = []
+    with log_duration("acquire", report.timings_s), Ledger(folder / "ledger.sqlite") as ledger:
+        server = MirrorServer(mirror, workflow.sources) if mirror else None
+        with server if server is not None else contextlib.nullcontext():
+            api_url = server.url if server is not None else None
+            for source in workflow.sources:
+                found = acquire_source(
+                    source,
+                    workflow.region,
+                    workflow.time,
+                    folder / "downloads",
+                    ledger,
+                    api_url=api_url if source.items else source.url,
+                )
+                items.extend(found)
+    files = sum(len(item.assets) for item in items)
+    report.stages["acquire"] = {
+        "items": [item.id for item in items],
+        "files": files,
+        "mirror": str(mirror) if mirror else None,
+    }
+    echo(f"acquire: {len(items)} items, {files} verified files ({report.timings_s['acquire']:.1f} s)")
+    return items
+
+
+def _cube(
+    workflow: WorkflowConfig,
+    folder: Path,
+    items: list[AcquiredItem],
+    client: Client,
+    report: RunReport,
+    echo: Callable[[str], None],
+) -> None:
+    from burnscape.cube.grid import grid_from_region
+    from burnscape.cube.writer import build_cube
+
+    sources = {source.name: source for source in workflow.sources}
+    scenes = [_scene(item, sources[item.source]) for item in items]
+    with log_duration("cube", report.timings_s):
+        summary = build_cube(
+            scenes,
+            grid_from_region(workflow.region),
+            folder / "cube.zarr",
+            client,
+            chunk_size=workflow.cube.chunk_size,
+            attrs={"workflow": workflow.name, "region": workflow.region.name},
+        )
+    report.stages["cube"] = {
+        "path": str(summary.path),
+        "days_written": summary.days_written,
+        "days_already_complete": summary.days_already_complete,
+        "days_skipped": summary.days_skipped,
+        "valid_pixels": summary.valid_pixels,
+    }
+    echo(
+        f"cube: {len(summary.days_written)} days written, "
+        f"{len(summary.days_already_complete)} already complete, "
+        f"{len(summary.days_skipped)} skipped ({report.timings_s['cube']:.1f} s)"
+    )
+    for day, reason in summary.days_skipped.items():
+        echo(f"  skipped {day}: {reason}")
+
+
+def _detect(
+    workflow: WorkflowConfig,
+    folder: Path,
+    client: Client,
+    report: RunReport,
+    echo: Callable[[str], None],
+) -> None:
+    import xarray as xr
+
+    from burnscape.model.burned import write_burned
+
+    cube_path, burned_path = folder / "cube.zarr", folder / "burned.zarr"
+    detector = workflow.detector
+    with log_duration("detect", report.timings_s):
+        if detector.kind == "spectral":
+            from burnscape.model.spectral import SpectralParams, detect_spectral
+
+            params = SpectralParams(
+                z_threshold=detector.z_threshold,
+                dnbr_threshold=detector.dnbr_threshold,
+                min_area_ha=detector.min_area_ha,
+            )
+            cube = xr.open_zarr(cube_path)
+            write_burned(
+                detect_spectral(cube, params),
+                burned_path,
+                detector="spectral",
+                params=detector.model_dump(mode="json"),
+                inputs=[str(cube_path)],
+                chunk_size=workflow.cube.chunk_size,
+            )
+        else:
+            from burnscape.model import detect
+
+            detect(cube_path, burned_path, detector, client=client)
+    burned = xr.open_zarr(burned_path, mask_and_scale=False, decode_times=False)
+    pixels = int((burned["burned"] == 1).sum())
+    report.stages["detect"] = {"detector": detector.kind, "burned_pixels": pixels}
+    echo(f"detect: {pixels} burned pixels with {detector.kind} ({report.timings_s['detect']:.1f} s)")
+
+
+def _events(
+    workflow: WorkflowConfig, folder: Path, report: RunReport, echo: Callable[[str], None]
+) -> None:
+    from burnscape.events import extract_events
+
+    with log_duration("events", report.timings_s):
+        summary = extract_events(
+            folder / "burned.zarr",
+            folder,
+            workflow.events,
+            run_id=report.run_id,
+            store=workflow.outputs.events_store,
+        )
+    report.stages["events"] = {
+        "n_events": summary.n_events,
+        "store": summary.store,
+        "main_event": summary.main_event,
+        "geotiffs": len(summary.geotiffs),
+    }
+    main = summary.main_event
+    largest = f"; largest {main['area_ha']:.1f} ha" if main else ""
+    echo(f"events: {summary.n_events} fire events{largest} ({report.timings_s['events']:.1f} s)")
+
+
+def _validate(
+    workflow: WorkflowConfig, folder: Path, report: RunReport, echo: Callable[[str], None]
+) -> None:
+    if workflow.validation is None:
+        return
+    from burnscape.validation import ACRE_HA, reference_area_ha, score_burned
+
+    reference = Path(workflow.validation.reference)
+    with log_duration("validate", report.timings_s):
+        scores = score_burned(folder / "burned.zarr", reference)
+    figures: dict[str, Any] = {"reference": str(reference), **scores.to_dict()}
+    main = report.stages.get("events", {}).get("main_event")
+    stated = workflow.validation.reference_area_acres
+    reference_ha = stated * ACRE_HA if stated else reference_area_ha(reference)
+    figures["reference_area_ha"] = round(reference_ha, 2)
+    if main:
+        figures["main_event_area_ha"] = round(float(main["area_ha"]), 2)
+        figures["main_event_area_ratio"] = round(float(main["area_ha"]) / reference_ha, 4)
+    report.validation = figures
+    area = (
+        f"; main event {figures['main_event_area_ha']:.1f} ha vs reference "
+        f"{reference_ha:.1f} ha (ratio {figures['main_event_area_ratio']:.3f})"
+        if main
+        else ""
+    )
+    echo(
+        f"validate: precision {scores.precision:.3f}, recall {scores.recall:.3f}, "
+        f"F1 {scores.f1:.3f}, IoU {scores.iou:.3f}{area}"
+    )
+
+
+def _scene(item: AcquiredItem, source: SourceConfig) -> Scene:
+    """Turn a downloaded item into a cube scene, its assets named by band."""
+    from burnscape.cube.readers import BandFile
+    from burnscape.cube.writer import Scene
+
+    missing = [key for key in source.bands.values() if key not in item.assets]
+    if missing:
+        raise BurnscapeError(
+            f"item {item.id} lacks assets {missing} for bands of source {source.name}"
+        )
+    bands = tuple(
+        BandFile(band, str(item.assets[key]), source.scale, source.offset, source.nodata)
+        for band, key in source.bands.items()
+    )
+    lower, upper = item.time_bounds
+    return Scene(id=item.id, time=lower, time_bounds=(lower, upper), bands=bands)
+
+
+def _run_id(workflow: WorkflowConfig) -> str:
+    """Derive a run id from the workflow's content, so re-runs share it."""
+    content = json.dumps(workflow.model_dump(mode="json"), sort_keys=True)
+    digest = hashlib.sha256(content.encode()).hexdigest()[:12]
+    return f"{workflow.name}-{digest}"
+
+
+def check_workflow(workflow: WorkflowConfig) -> list[str]:
+    """Return problems that validation alone cannot see (missing local files)."""
+    problems = []
+    if workflow.validation is not None and not Path(workflow.validation.reference).exists():
+        problems.append(f"validation.reference {workflow.validation.reference} does not exist")
+    for weights in workflow.detector.weights:
+        if not Path(weights).exists():
+            problems.append(f"detector.weights {weights} does not exist")
+    if workflow.detector.kind != "spectral" and not workflow.detector.weights:
+        problems.append(f"detector.kind {workflow.detector.kind!r} needs detector.weights")
+    return problems
+
