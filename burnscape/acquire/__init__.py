@@ -1,1 +1,35 @@
-"""burnscape acquire stage."""
+"""Acquire stage: search catalogues, download verified files, keep a ledger.
+
+Public entry points:
+
+- :func:`acquire_source`: search a STAC source (or its static items) and
+  download the selected assets into ``dest/<source>/<item>/``, verified.
+- :class:`Ledger`: the SQLite record of requests and files.
+- :class:`MirrorServer`: a local STAC API over a mirror folder (offline runs).
+- :class:`Downloader`, :class:`FileRequest`: the file downloader itself.
+"""
+
+from burnscape.acquire.download import (
+    Downloader,
+    DownloadResult,
+    FileRequest,
+    make_session,
+    raise_for_failures,
+)
+from burnscape.acquire.items import AcquiredItem
+from burnscape.acquire.ledger import Ledger
+from burnscape.acquire.mirror import MirrorServer
+from burnscape.acquire.stac import acquire_source, search_items
+
+__all__ = [
+    "AcquiredItem",
+    "DownloadResult",
+    "Downloader",
+    "FileRequest",
+    "Ledger",
+    "MirrorServer",
+    "acquire_source",
+    "make_session",
+    "raise_for_failures",
+    "search_items",
+]

@@ -1,0 +1,365 @@
+"""Acquire stage: the SQLite download ledger (requests made, files fetched).
+
+The ledger lives in the outputs folder (``ledger.sqlite``). It has two tables:
+
+``requests``
+    one row per catalogue request (search page, order): a key derived from the
+    method, URL and body, the parameters, the response's SHA-256 digest and the
+    response body itself, so that a re-run reuses the recorded answer instead of
+    asking the server again.
+``files``
+    one row per destination file: url, path, expected and actual size and
+    SHA-256, state (``pending``, ``downloading``, ``verified``, ``failed``,
+    ``missing``), attempts, last error, the verified file's mtime and times.
+
+Every state change is its own transaction, committed before the call returns,
+so a ``kill -9`` at any moment leaves the ledger consistent. The database runs
+in WAL mode; one connection is shared by the threads of a process behind a
+lock, and other processes (Dask workers) open their own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from burnscape.errors import AcquireError
+
+__all__ = ["FILE_STATES", "FileRecord", "Ledger", "RequestRecord", "request_key"]
+
+logger = logging.getLogger(__name__)
+
+FILE_STATES = ("pending", "downloading", "verified", "failed", "missing")
+"""The states a file row can be in."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    key TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    method TEXT NOT NULL,
+    url TEXT NOT NULL,
+    params TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    item_id TEXT NOT NULL DEFAULT '',
+    asset_key TEXT NOT NULL DEFAULT '',
+    expected_size INTEGER,
+    expected_sha256 TEXT,
+    size INTEGER,
+    sha256 TEXT,
+    mtime_ns INTEGER,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A catalogue request the ledger knows, with its recorded response."""
+
+    key: str
+    source: str
+    method: str
+    url: str
+    params: dict[str, Any]
+    status: int
+    digest: str
+    response: str
+    created: str
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One destination file and what the ledger knows about it."""
+
+    path: str
+    url: str
+    source: str
+    item_id: str
+    asset_key: str
+    expected_size: int | None
+    expected_sha256: str | None
+    size: int | None
+    sha256: str | None
+    mtime_ns: int | None
+    state: str
+    attempts: int
+    last_error: str | None
+    created: str
+    updated: str
+
+
+def request_key(method: str, url: str, params: dict[str, Any] | None) -> str:
+    """Return the stable key of a request: SHA-256 of method, URL and sorted JSON."""
+    canonical = json.dumps(
+        [method.upper(), url, params or {}], sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Ledger:
+    """The download ledger: an SQLite file recording requests and files.
+
+    Parameters
+    ----------
+    path
+        The SQLite file, e.g. ``outputs/ledger.sqlite``; created with its parent
+        folder if absent.
+
+    Examples
+    --------
+    >>> with Ledger(Path("outputs/ledger.sqlite")) as ledger:  # doctest: +SKIP
+    ...     [row.state for row in ledger.files()]
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise AcquireError(
+                f"cannot open the download ledger {self.path}: {err}; "
+                "delete it to start a fresh one"
+            ) from err
+        self._conn.row_factory = sqlite3.Row
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- requests --------------------------------------------------------------
+
+    def find_request(self, key: str) -> RequestRecord | None:
+        """Return the recorded request with this key, or None."""
+        row = self._query_one("SELECT * FROM requests WHERE key = ?", (key,))
+        if row is None:
+            return None
+        values = dict(row)
+        values["params"] = json.loads(values["params"])
+        return RequestRecord(**values)
+
+    def record_request(
+        self,
+        *,
+        source: str,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None,
+        status: int,
+        response: str,
+    ) -> RequestRecord:
+        """Record a successful request and its response body; return the record."""
+        key = request_key(method, url, params)
+        record = RequestRecord(
+            key=key,
+            source=source,
+            method=method.upper(),
+            url=url,
+            params=params or {},
+            status=status,
+            digest=hashlib.sha256(response.encode()).hexdigest(),
+            response=response,
+            created=_now(),
+        )
+        self._execute(
+            "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.key,
+                record.source,
+                record.method,
+                record.url,
+                json.dumps(record.params, sort_keys=True),
+                record.status,
+                record.digest,
+                record.response,
+                record.created,
+            ),
+        )
+        return record
+
+    def requests(self) -> list[RequestRecord]:
+        """Return every recorded request, oldest first."""
+        rows = self._query_all("SELECT * FROM requests ORDER BY created, key")
+        records = []
+        for row in rows:
+            values = dict(row)
+            values["params"] = json.loads(values["params"])
+            records.append(RequestRecord(**values))
+        return records
+
+    # --- files -----------------------------------------------------------------
+
+    def find_file(self, path: Path | str) -> FileRecord | None:
+        """Return the file row for a destination path, or None."""
+        row = self._query_one("SELECT * FROM files WHERE path = ?", (str(path),))
+        return None if row is None else FileRecord(**dict(row))
+
+    def start_file(
+        self,
+        path: Path | str,
+        *,
+        url: str,
+        source: str = "",
+        item_id: str = "",
+        asset_key: str = "",
+        expected_size: int | None = None,
+        expected_sha256: str | None = None,
+    ) -> int:
+        """Mark a file as downloading, count the attempt, return the attempt number."""
+        now = _now()
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO files (path, url, source, item_id, asset_key, "
+                "expected_size, expected_sha256, state, attempts, created, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'downloading', 1, ?, ?) "
+                "ON CONFLICT(path) DO UPDATE SET url = excluded.url, "
+                "source = excluded.source, item_id = excluded.item_id, "
+                "asset_key = excluded.asset_key, "
+                "expected_size = excluded.expected_size, "
+                "expected_sha256 = excluded.expected_sha256, state = 'downloading', "
+                "attempts = files.attempts + 1, updated = excluded.updated",
+                (
+                    str(path),
+                    url,
+                    source,
+                    item_id,
+                    asset_key,
+                    expected_size,
+                    expected_sha256,
+                    now,
+                    now,
+                ),
+            )
+            row = self._conn.execute(
+                "SELECT attempts FROM files WHERE path = ?", (str(path),)
+            ).fetchone()
+        return int(row[0])
+
+    def mark_verified(
+        self,
+        path: Path | str,
+        *,
+        url: str,
+        size: int,
+        sha256: str,
+        mtime_ns: int,
+        source: str = "",
+        item_id: str = "",
+        asset_key: str = "",
+        expected_size: int | None = None,
+        expected_sha256: str | None = None,
+    ) -> None:
+        """Record a file as verified and in place, with its size, digest and mtime."""
+        now = _now()
+        self._execute(
+            "INSERT INTO files (path, url, source, item_id, asset_key, expected_size, "
+            "expected_sha256, size, sha256, mtime_ns, state, attempts, last_error, "
+            "created, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'verified', 0, NULL, ?, ?) "
+            "ON CONFLICT(path) DO UPDATE SET url = excluded.url, "
+            "size = excluded.size, sha256 = excluded.sha256, "
+            "mtime_ns = excluded.mtime_ns, state = 'verified', last_error = NULL, "
+            "expected_size = excluded.expected_size, "
+            "expected_sha256 = excluded.expected_sha256, updated = excluded.updated",
+            (
+                str(path),
+                url,
+                source,
+                item_id,
+                asset_key,
+                expected_size,
+                expected_sha256,
+                size,
+                sha256,
+                mtime_ns,
+                now,
+                now,
+            ),
+        )
+
+    def mark_failed(
+        self, path: Path | str, error: str, *, state: str = "failed"
+    ) -> None:
+        """Record that a file failed (``failed``) or is absent at the source."""
+        if state not in ("failed", "missing"):
+            raise ValueError(f"state must be 'failed' or 'missing', not {state!r}")
+        self._execute(
+            "UPDATE files SET state = ?, last_error = ?, updated = ? WHERE path = ?",
+            (state, error, _now(), str(path)),
+        )
+
+    def files(self, state: str | None = None) -> list[FileRecord]:
+        """Return the file rows, optionally only those in one state, by path."""
+        if state is None:
+            rows = self._query_all("SELECT * FROM files ORDER BY path", ())
+        else:
+            rows = self._query_all(
+                "SELECT * FROM files WHERE state = ? ORDER BY path", (state,)
+            )
+        return [FileRecord(**dict(row)) for row in rows]
+
+    def summary(self) -> dict[str, int]:
+        """Return the number of files in each state."""
+        rows = self._query_all(
+            "SELECT state, COUNT(*) AS n FROM files GROUP BY state", ()
+        )
+        return {row["state"]: int(row["n"]) for row in rows}
+
+    # --- helpers ---------------------------------------------------------------
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(sql, params)
+
+    def _query_one(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
+        with self._lock:
+            row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    def _query_all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._conn.execute(sql, params).fetchall())
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
