@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 """HTTP statuses retried with backoff (429 and 503 honour ``Retry-After``)."""
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16
 _HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body")
 
 State = Literal["verified", "skipped", "failed", "missing"]
@@ -264,6 +264,7 @@ class Downloader:
         try:
             result = self._download(request)
         except _Failure as failure:
+            _unlink(request.path.with_name(request.path.name + ".part"))
             state: State = (
                 "missing" if failure.error_type is AssetUnavailableError else "failed"
             )
