@@ -301,7 +301,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except OSError:  # the client went away (killed, timed out)
+            self.close_connection = True
 
     def _json(self, payload: Any) -> None:
         self._plain(
