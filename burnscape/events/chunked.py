@@ -246,22 +246,23 @@ def _seam_pairs(
 ) -> np.ndarray:
     """Return the (coded label, coded label) pairs linked across one seam."""
     if direction == "vertical":
-        left = [
-            np.concatenate(parts) for parts in zip(*(b.strips["right"] for b in before))
-        ]
-        right = [
-            np.concatenate(parts) for parts in zip(*(b.strips["left"] for b in after))
-        ]
+        left_codes, left_dates = _join(before, "right", axis=0)
+        right_codes, right_dates = _join(after, "left", axis=0)
     else:
-        left = [
-            np.concatenate(parts, axis=1).T
-            for parts in zip(*(b.strips["bottom"] for b in before))
-        ]
-        right = [
-            np.concatenate(parts, axis=1).T
-            for parts in zip(*(b.strips["top"] for b in after))
-        ]
-    return _links_across(left[0], left[1], right[0], right[1], distance, gap)
+        left_codes, left_dates = (a.T for a in _join(before, "bottom", axis=1))
+        right_codes, right_dates = (a.T for a in _join(after, "top", axis=1))
+    return _links_across(
+        left_codes, left_dates, right_codes, right_dates, distance, gap
+    )
+
+
+def _join(
+    blocks: list[_BlockResult], side: str, axis: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate one border strip (codes, dates) of blocks along a seam."""
+    codes = np.concatenate([block.strips[side][0] for block in blocks], axis=axis)
+    dates = np.concatenate([block.strips[side][1] for block in blocks], axis=axis)
+    return codes, dates
 
 
 def _links_across(
