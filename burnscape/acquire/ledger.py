@@ -187,9 +187,14 @@ class Ledger:
         params: dict[str, Any] | None,
         status: int,
         response: str,
+        key: str | None = None,
     ) -> RequestRecord:
-        """Record a successful request and its response body; return the record."""
-        key = request_key(method, url, params)
+        """Record a successful request and its response body; return the record.
+
+        ``key`` overrides the default key (method, URL and parameters), e.g. to
+        key a request by its path below an API root that may move.
+        """
+        key = key or request_key(method, url, params)
         record = RequestRecord(
             key=key,
             source=source,

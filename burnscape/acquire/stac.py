@@ -194,7 +194,9 @@ def search_items(
     list of dict
         The STAC items (GeoJSON features) of every page, in the server's order.
     """
-    landing = _request_json(session, "GET", api_url, None, ledger, source, timeout_s)
+    landing = _request_json(
+        session, "GET", api_url, None, ledger, source, timeout_s, root=api_url
+    )
     method, search_url = _search_endpoint(landing, api_url)
     body: dict[str, Any] = {"limit": limit}
     if bbox is not None:
@@ -215,7 +217,9 @@ def search_items(
                 f"{url}: the 'next' links loop back to a page already read"
             )
         seen.add(key)
-        page = _request_json(session, method, url, params, ledger, source, timeout_s)
+        page = _request_json(
+            session, method, url, params, ledger, source, timeout_s, root=api_url
+        )
         if page.get("type") != "FeatureCollection":
             raise SearchError(f"{url}: the search answer is not a FeatureCollection")
         features.extend(page.get("features", []))
@@ -450,14 +454,25 @@ def _request_json(
     ledger: Ledger | None,
     source: str,
     timeout_s: float,
+    root: str | None = None,
 ) -> dict[str, Any]:
-    """Return a JSON answer, from the ledger when it knows the request."""
-    key = request_key(method, url, params)
+    """Return a JSON answer, from the ledger when it knows the request.
+
+    With ``root`` (the API's root URL), the request is keyed by its path below
+    the root, and a recorded answer has its old root rewritten to the current
+    one: a local mirror on a new port, or an API that moved, is the same search.
+    """
+    relative = _below_root(url, root)
+    key = request_key(method, relative if relative is not None else url, params)
     if ledger is not None:
         known = ledger.find_request(key)
         if known is not None:
             logger.debug("Reusing the recorded answer of %s %s.", method, url)
-            return dict(json.loads(known.response))
+            text = known.response
+            if relative is not None and root is not None and known.url != url:
+                old_root = known.url[: len(known.url) - len(relative)]
+                text = text.replace(json.dumps(old_root)[1:-1], json.dumps(root)[1:-1])
+            return dict(json.loads(text))
     try:
         if method == "POST":
             response = session.post(url, json=params, timeout=(10.0, timeout_s))
@@ -484,8 +499,19 @@ def _request_json(
             params=params,
             status=response.status_code,
             response=response.text,
+            key=key,
         )
     return payload
+
+
+def _below_root(url: str, root: str | None) -> str | None:
+    """Return ``url``'s part below ``root`` (None when it is not below it)."""
+    if not root:
+        return None
+    base = root if root.endswith("/") else root + "/"
+    if url.rstrip("/") == base.rstrip("/"):
+        return ""
+    return url[len(base) :] if url.startswith(base) else None
 
 
 def _search_endpoint(landing: dict[str, Any], api_url: str) -> tuple[str, str]:
