@@ -166,29 +166,39 @@ def create_cube(
             "grid_mapping": "spatial_ref",
         }
     path.parent.mkdir(parents=True, exist_ok=True)
-    dataset.to_zarr(path, mode="w-", compute=False, consolidated=True, encoding=encoding)
+    dataset.to_zarr(
+        path, mode="w-", compute=False, consolidated=True, encoding=encoding, zarr_format=2
+    )
     declare_grid_mapping(path, bands)
     logger.info("Created cube %s: %d days, %d x %d pixels.", path, len(index), *grid.shape)
 
 
-def write_scene_tile(path: str, index: int, scene: Scene, grid: Grid, tile: Tile) -> int:
+def write_scene_tile(
+    path: str, index: int, scene: Scene, grid: Grid, tile: Tile
+) -> tuple[int, str | None]:
     """Read a scene's bands onto one tile and write them into slot ``index``.
 
     Runs on a Dask worker; memory is bounded by one tile of all bands.
 
     Returns
     -------
-    int
-        Pixels of the tile with at least one valid band.
+    tuple of (int, str or None)
+        Pixels of the tile with at least one valid band, and the reason the
+        scene could not be read (then nothing was written), or None.
     """
+    tiles = []
+    for band in scene.bands:
+        try:
+            tiles.append(read_band_tile(band, grid, tile))
+        except GranuleReadError as err:
+            return 0, str(err)
     group = zarr.open_group(path, mode="r+")
     any_valid = np.zeros(tile.shape, bool)
-    for band in scene.bands:
-        values = read_band_tile(band, grid, tile)
+    for band, values in zip(scene.bands, tiles, strict=True):
         any_valid |= np.isfinite(values)
         group[band.band][index, tile.y0 : tile.y1, tile.x0 : tile.x1] = values
     logger.debug("Wrote scene %s tile %s: %d valid pixels.", scene.id, tile, any_valid.sum())
-    return int(any_valid.sum())
+    return int(any_valid.sum()), None
 
 
 def build_cube(
@@ -256,13 +266,13 @@ def build_cube(
         pending[index] = (scene, futures)
 
     for index, (scene, futures) in pending.items():
-        try:
-            counts = client.gather(futures)
-        except GranuleReadError as err:
-            logger.warning("Skipped scene %s: %s", scene.id, err)
-            summary.days_skipped[scene.id] = str(err)
+        results = client.gather(futures)
+        errors = sorted({error for _, error in results if error})
+        if errors:
+            logger.warning("Skipped scene %s: %s", scene.id, errors[0])
+            summary.days_skipped[scene.id] = errors[0]
             continue
-        valid = int(sum(counts))
+        valid = int(sum(count for count, _ in results))
         group["valid_pixels"][index] = valid
         summary.valid_pixels[scene.id] = valid
         if valid == 0:

@@ -117,7 +117,7 @@ def write_burned(
         out.attrs["weights_sha256"] = weights_sha256
     tmp = path.with_name(path.name + ".tmp")
     _remove(tmp)
-    out.to_zarr(tmp, mode="w", consolidated=True, encoding=encoding)
+    out.to_zarr(tmp, mode="w", consolidated=True, encoding=encoding, zarr_format=2)
     declare_grid_mapping(tmp, [str(name) for name in out.data_vars])
     _remove(path)
     tmp.rename(path)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from scipy import ndimage
 
