@@ -1,0 +1,169 @@
+"""Acquire stage: download the files listed in a CSV manifest.
+
+The manifest has the header ``url,filename,size,checksum``. ``checksum`` is
+``sha256:<hex>`` or ``md5:<hex>``; ``size`` (bytes) and ``checksum`` may be
+empty, ``filename`` too (the URL's last path segment is used). Files go flat
+into the destination folder, verified, through :class:`Downloader`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from burnscape.acquire.download import (
+    Downloader,
+    DownloadResult,
+    FileRequest,
+    make_session,
+)
+from burnscape.acquire.ledger import Ledger
+from burnscape.errors import ConfigError
+
+__all__ = ["MANIFEST_COLUMNS", "download_manifest", "read_manifest"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = ("url", "filename", "size", "checksum")
+"""The columns a manifest must have, in any order."""
+
+_CHECKSUM = re.compile(r"^(sha256:[0-9a-fA-F]{64}|md5:[0-9a-fA-F]{32})$")
+_FORMATS = {
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".hdf": "hdf4",
+    ".h5": "hdf5",
+    ".he5": "hdf5",
+    ".nc": "netcdf",
+    ".txt": "text",
+    ".csv": "text",
+}
+
+
+def read_manifest(
+    path: Path, dest: Path, *, source: str = "manifest"
+) -> list[FileRequest]:
+    """Read a manifest CSV into file requests below ``dest``.
+
+    Parameters
+    ----------
+    path
+        The CSV file.
+    dest
+        The folder the files go to.
+    source
+        The source name recorded in the ledger.
+
+    Returns
+    -------
+    list of FileRequest
+        One per row, in file order. A row without checksum is checked by format
+        where its extension tells one (``.tif``, ``.hdf``, ``.h5``, ``.nc``,
+        ``.txt``, ``.csv``).
+
+    Raises
+    ------
+    ConfigError
+        The file is unreadable, lacks a column, or a row is malformed (the
+        message names the line); or two rows share a filename.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+            header = rows[0].keys() if rows else _header(path)
+    except OSError as err:
+        raise ConfigError(f"cannot read the manifest {path}: {err.strerror}") from err
+    missing = [column for column in MANIFEST_COLUMNS if column not in header]
+    if missing:
+        raise ConfigError(
+            f"manifest {path} lacks the columns {missing}; expected the header "
+            f"{','.join(MANIFEST_COLUMNS)}"
+        )
+    requests_: list[FileRequest] = []
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):
+        request = _row_request(row, dest, source, f"{path}:{line}")
+        if request.path.name in seen:
+            raise ConfigError(
+                f"{path}:{line}: filename {request.path.name!r} repeats line "
+                f"{seen[request.path.name]}"
+            )
+        seen[request.path.name] = line
+        requests_.append(request)
+    return requests_
+
+
+def download_manifest(
+    manifest: Path,
+    dest: Path,
+    ledger: Ledger,
+    *,
+    max_workers: int = 4,
+    on_event: Callable[[str, FileRequest, object], None] | None = None,
+) -> list[DownloadResult]:
+    """Download every file of a manifest into ``dest``; return the results.
+
+    Failures do not stop the other files; pass the results to
+    :func:`~burnscape.acquire.download.raise_for_failures` to turn them into
+    one error.
+    """
+    requests_ = read_manifest(manifest, dest)
+    session = make_session(pool_size=max(8, max_workers))
+    with session:
+        downloader = Downloader(
+            ledger, session=session, max_workers=max_workers, on_event=on_event
+        )
+        results = downloader.fetch_all(requests_)
+    logger.info(
+        "Manifest %s: %d of %d files verified.",
+        manifest,
+        sum(result.ok for result in results),
+        len(results),
+    )
+    return results
+
+
+def _row_request(
+    row: dict[str, str], dest: Path, source: str, where: str
+) -> FileRequest:
+    url = (row.get("url") or "").strip()
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: url {url!r} is not an http(s) URL")
+    filename = (row.get("filename") or "").strip()
+    filename = filename or PurePosixPath(unquote(urlsplit(url).path)).name
+    if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
+        raise ConfigError(
+            f"{where}: filename {filename!r} must be a plain file name (no folders)"
+        )
+    size_text = (row.get("size") or "").strip()
+    try:
+        size = int(size_text) if size_text else None
+    except ValueError as err:
+        raise ConfigError(f"{where}: size {size_text!r} is not a whole number") from err
+    if size is not None and size < 0:
+        raise ConfigError(f"{where}: size {size} is negative")
+    checksum = (row.get("checksum") or "").strip()
+    if checksum and not _CHECKSUM.match(checksum):
+        raise ConfigError(
+            f"{where}: checksum {checksum!r} must be sha256:<64 hex> or md5:<32 hex>"
+        )
+    algorithm, _, digest = checksum.partition(":")
+    return FileRequest(
+        url=url,
+        path=dest / filename,
+        size=size,
+        sha256=digest.lower() if algorithm == "sha256" else None,
+        md5=digest.lower() if algorithm == "md5" else None,
+        source=source,
+        item_id=filename,
+        expect_format=None if checksum else _FORMATS.get(Path(filename).suffix.lower()),
+    )
+
+
+def _header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        return next(csv.reader(handle), [])

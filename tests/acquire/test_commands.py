@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from burnscape.acquire.manifest import read_manifest
+from burnscape.cli import main
+from burnscape.errors import ConfigError
+
+from .faultserver import Fault, FaultServer, make_bytes
+
+
+@pytest.fixture()
+def server() -> FaultServer:
+    with FaultServer() as running:
+        yield running
+
+
+def _manifest(tmp: Path, rows: list[str]) -> Path:
+    path = tmp / "files.csv"
+    path.write_text("url,filename,size,checksum\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_manifest_download_exits_zero_when_all_verified_and_rerun_skips(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    a, b, c = make_bytes(50_000, 1), make_bytes(70_000, 2), make_bytes(10_000, 3)
+    rows = [
+        f"{server.add('/a.bin', a)},a.bin,{len(a)},"
+        f"sha256:{hashlib.sha256(a).hexdigest()}",
+        f"{server.add('/b.bin', b)},,{len(b)},md5:{hashlib.md5(b).hexdigest()}",
+        f"{server.add('/c.bin', c)},c.bin,,",
+    ]
+    manifest = _manifest(tmp_path, rows)
+    dest = tmp_path / "dest"
+    result = CliRunner().invoke(
+        main,
+        ["download", "--manifest", str(manifest), "--dest", str(dest), "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "3 of 3 files verified (3 downloaded, 0 already present), 0 failed."
+        in result.output
+    )
+    assert (dest / "a.bin").read_bytes() == a and (dest / "b.bin").read_bytes() == b
+    assert (dest / "c.bin").read_bytes() == c
+    served = len(server.log)
+    again = CliRunner().invoke(
+        main, ["download", "--manifest", str(manifest), "--dest", str(dest)]
+    )
+    assert again.exit_code == 0, again.output
+    assert "(0 downloaded, 3 already present)" in again.output
+    assert len(server.log) == served
+
+    status = CliRunner().invoke(main, ["status", str(dest), "--json"])
+    assert status.exit_code == 0, status.output
+    payload = json.loads(status.output)
+    assert payload["summary"] == {"verified": 3}
+
+
+def test_manifest_download_exits_one_naming_failures(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    good, bad = make_bytes(20_000, 1), make_bytes(20_000, 2)
+    rows = [
+        f"{server.add('/good.bin', good)},good.bin,{len(good)},"
+        f"sha256:{hashlib.sha256(good).hexdigest()}",
+        f"{server.add('/bad.bin', bad, then=Fault('wrong'))},bad.bin,{len(bad)},"
+        f"sha256:{hashlib.sha256(bad).hexdigest()}",
+    ]
+    dest = tmp_path / "dest"
+    result = CliRunner().invoke(
+        main,
+        [
+            "download",
+            "--manifest",
+            str(_manifest(tmp_path, rows)),
+            "--dest",
+            str(dest),
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "FAILED bad.bin:" in result.output and "does not match" in result.output
+    assert "1 file(s) failed" in result.output
+    assert (dest / "good.bin").exists() and not (dest / "bad.bin").exists()
+
+    status = CliRunner().invoke(main, ["status", str(dest)])
+    assert status.exit_code == 1
+    assert "1 failed, 1 verified" in status.output
+    assert "bad.bin" in status.output and "good.bin" not in status.output
+    full = CliRunner().invoke(main, ["status", str(dest / "ledger.sqlite"), "--all"])
+    assert "good.bin" in full.output
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("ftp://h/x,x,,", "is not an http"),
+        ("http://h/x,../x,,", "plain file name"),
+        ("http://h/x,x,big,", "not a whole number"),
+        ("http://h/x,x,,sha1:abcd", "sha256:<64 hex> or md5:<32 hex>"),
+    ],
+)
+def test_manifest_rows_are_validated(tmp_path: Path, row: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        read_manifest(_manifest(tmp_path, [row]), tmp_path)
+    assert "files.csv:2" in str(caught.value)
+
+
+def test_manifest_needs_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("url,name\nhttp://h/x,x\n")
+    with pytest.raises(
+        ConfigError, match=r"lacks the columns \['filename', 'size', 'checksum'\]"
+    ):
+        read_manifest(path, tmp_path)
+    result = CliRunner().invoke(
+        main, ["download", "--manifest", str(path), "--dest", "d"]
+    )
+    assert result.exit_code == 1 and "lacks the columns" in result.output
+
+
+def test_download_needs_workflow_or_manifest() -> None:
+    result = CliRunner().invoke(main, ["download"])
+    assert result.exit_code == 2 and "either WORKFLOW or --manifest" in result.output
+
+
+def test_status_without_ledger_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["status", str(tmp_path)])
+    assert result.exit_code == 1 and "no ledger at" in result.output
+
+
+def test_download_workflow_through_the_mirror(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .conftest import CHROME2
+
+    monkeypatch.chdir(tmp_path)
+    args = ["download", str(CHROME2), "--mirror", str(shared_data)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "landsat8-l1: 2 items, 12 files verified" in result.output
+    outputs = tmp_path / "outputs" / "chrome2-2018"
+    assert len(list((outputs / "downloads" / "landsat8-l1").rglob("*.tif"))) == 12
+    status = CliRunner().invoke(main, ["status", str(CHROME2)])
+    assert status.exit_code == 0 and "12 verified" in status.output
+    assert "Requests recorded: 2 for landsat8-l1" in status.output
