@@ -12,15 +12,22 @@ tile.
 from __future__ import annotations
 
 import logging
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import dask.array as da
 import numpy as np
 import torch
+import xarray as xr
 from scipy import ndimage
 from torch import nn
 
-from burnscape.errors import WeightsError
+from burnscape.errors import ModelError, WeightsError
+from burnscape.model.plugin import autocast_dtype
+from burnscape.model.predictor import TorchPredictor
+from burnscape.model.summary import summarize_change
 from burnscape.model.tiling import TileGrid, blend_tiles
 
 if TYPE_CHECKING:
@@ -30,9 +37,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "COARSE_DOY_VAR",
     "FIREHR_BANDS",
     "FIREHR_GRID",
     "FireHR",
+    "FireHRSpec",
     "coarse_filter_size",
     "load_firehr",
     "prepare_firehr_input",
@@ -44,8 +53,11 @@ __all__ = [
 FIREHR_BANDS = ("red", "nir", "swir2")
 """Cube bands standing in for Sentinel-2 B4, B8 and B12, in input order."""
 
-FIREHR_GRID = TileGrid(tile_size=512, overlap=16, guard=3)
-"""Default tiles: the network's receptive-field radius is 3 pixels."""
+RECEPTIVE_RADIUS = 3
+"""Pixels of context each FireHR output depends on (three 3x3 convolutions)."""
+
+FIREHR_GRID = TileGrid(tile_size=512, overlap=16, guard=RECEPTIVE_RADIUS)
+"""Default tiles; the guard drops outputs computed without full context."""
 
 COARSE_FILTER_SIZE = 101
 """Width (pixels) of the original mean filter on the coarse burn-DOY channel."""
@@ -209,12 +221,7 @@ def predict_firehr(
 ) -> np.ndarray:
     """Return the burned probability (y, x) float32 of a (7, y, x) input."""
     device = next(model.parameters()).device
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            tensor = torch.from_numpy(batch).to(device)
-            return torch.sigmoid(model(tensor)).float().cpu().numpy()
-
+    predict = TorchPredictor(model, device, autocast=autocast_dtype(device))
     shape = inputs.shape[-2:]
     probability = blend_tiles(
         inputs,
@@ -251,3 +258,137 @@ def _conv_bn_relu(n_in: int, n_out: int) -> nn.Sequential:
         nn.BatchNorm2d(n_out),
         nn.ReLU(inplace=True),
     )
+
+
+@dataclass(frozen=True)
+class FireHRSpec:
+    """FireHR as a chunk-wise model for :func:`~burnscape.model.predict_burned`.
+
+    The cube must hold ``red``, ``nir``, ``swir2`` and a (y, x) variable
+    ``coarse_burn_doy``: the coarse detector's burn day of year, 0 where not
+    burned, already on the cube's grid (see :func:`resample_coarse_doy`).
+
+    Parameters
+    ----------
+    weights
+        Path of ``firehr_state_dict.pt``.
+    split_date
+        ISO date: time slots before it form the "before" median composite,
+        the others the "after" one.
+    filter_size
+        Width of the mean filter on the coarse channel (pixels); see
+        :func:`coarse_filter_size`.
+    threshold
+        Probability from which a pixel is burned (the author's 0.5).
+    grid
+        Tiles; the guard must cover the receptive-field radius (3).
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    """
+
+    weights: str
+    split_date: str
+    filter_size: int = COARSE_FILTER_SIZE
+    threshold: float = 0.5
+    grid: TileGrid = FIREHR_GRID
+    device: str = "auto"
+
+    def load(self, device: torch.device) -> TorchPredictor:
+        """Load the weights on ``device``."""
+        model = load_firehr(self.weights, device)
+        if device.type == "cpu":
+            model = model.to(memory_format=torch.channels_last)
+        return TorchPredictor(
+            model, device, autocast=autocast_dtype(device), channels_last=True
+        )
+
+    def prepare(self, cube: xr.Dataset) -> xr.DataArray:
+        """Return the (channel=7, y, x) input: composites and smoothed coarse DOY."""
+        _check_vars(cube, (*FIREHR_BANDS, COARSE_DOY_VAR))
+        before = self._before(cube)
+        parts = []
+        for mask in (before, ~before):
+            slots = cube[list(FIREHR_BANDS)].isel(time=np.flatnonzero(mask))
+            stacked = slots.to_dataarray("channel").transpose("channel", "time", "y", "x")
+            parts.append(_median_composite(stacked.chunk({"time": -1})))
+        doy = cube[COARSE_DOY_VAR].transpose("y", "x")
+        smoothed = xr.DataArray(
+            _smooth_lazy(da.asarray(doy.data, dtype=np.float32), self.filter_size),
+            dims=("y", "x"),
+            coords=doy.coords,
+        ).expand_dims(channel=["coarse_doy"])
+        stacked = xr.concat([*parts, smoothed], dim="channel", coords="minimal")
+        return stacked.fillna(0.0).astype(np.float32).assign_coords(
+            channel=[f"{when}_{band}" for when in ("before", "after") for band in FIREHR_BANDS]
+            + ["coarse_doy"]
+        )
+
+    @property
+    def exact_halo(self) -> int:
+        """Return the halo giving chunk-independent output: the receptive field."""
+        return RECEPTIVE_RADIUS
+
+    def output_channels(self, inputs: xr.DataArray) -> tuple[str, int]:
+        """FireHR gives one probability per pixel."""
+        return "band", 1
+
+    def summarize(self, probability: xr.DataArray, cube: xr.Dataset) -> xr.Dataset:
+        """Threshold the probability; date burned pixels by the first slot after."""
+        return summarize_change(
+            probability.isel(band=0),
+            cube,
+            before=self._before(cube),
+            bands=FIREHR_BANDS,
+            threshold=self.threshold,
+        )
+
+    def _before(self, cube: xr.Dataset) -> np.ndarray:
+        """Return a bool per time slot: True before ``split_date``."""
+        before = cube["time"].values < np.datetime64(self.split_date)
+        if before.all() or not before.any():
+            raise ModelError(
+                f"FireHR needs observations before and after {self.split_date}; "
+                f"the cube has {int(before.sum())} before and {int((~before).sum())} after"
+            )
+        return before
+
+
+COARSE_DOY_VAR = "coarse_burn_doy"
+"""Name of the (y, x) coarse burn day-of-year variable FireHR reads."""
+
+
+def _smooth_lazy(doy: da.Array, size: int) -> da.Array:
+    """Apply :func:`smooth_coarse_doy` chunk-wise with an exact halo."""
+    depth = size // 2
+    if any(length <= depth for length in doy.shape):
+        doy = doy.rechunk(-1)
+    if doy.npartitions == 1:
+        return doy.map_blocks(smooth_coarse_doy, size=size, dtype=np.float32)
+    # Inner edges get a full halo (trimmed after); outer edges mirror, as a
+    # whole-array filter does.
+    return doy.map_overlap(
+        smooth_coarse_doy, depth=depth, boundary="none", size=size, dtype=np.float32
+    )
+
+
+def _median_composite(stacked: xr.DataArray) -> xr.DataArray:
+    """Return the per-pixel median over time, NaN where never observed."""
+
+    def median(block: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+            return np.nanmedian(block, axis=1)
+
+    data = stacked.data.map_blocks(median, drop_axis=1, dtype=np.float32)
+    return xr.DataArray(
+        data,
+        dims=("channel", "y", "x"),
+        coords={k: v for k, v in stacked.coords.items() if "time" not in v.dims},
+    )
+
+
+def _check_vars(cube: xr.Dataset, names: tuple[str, ...]) -> None:
+    """Raise ModelError naming the variables the cube lacks."""
+    missing = [name for name in names if name not in cube]
+    if missing:
+        raise ModelError(f"FireHR needs cube variables {list(names)}; missing {missing}")

@@ -1,11 +1,13 @@
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from affine import Affine
 
-from burnscape.errors import WeightsError
+from burnscape.errors import ModelError, WeightsError
 from burnscape.model.firehr import (
     FireHR,
+    FireHRSpec,
     coarse_filter_size,
     load_firehr,
     predict_firehr,
@@ -13,6 +15,7 @@ from burnscape.model.firehr import (
     resample_coarse_doy,
     smooth_coarse_doy,
 )
+from burnscape.model.inference import predict_burned
 from burnscape.model.tiling import TileGrid
 from tests.model.conftest import f1_score
 
@@ -125,3 +128,43 @@ def test_chrome2_refined_by_real_weights(
     # Sentinel-2 reflectance it was trained on, also flags browned grass nearby.
     assert scores["firehr_filter33"] > 0.6
     assert scores["firehr_filter33"] > scores["firehr_filter101"]
+
+
+def _small_cube(rows: int = 64, cols: int = 72) -> xr.Dataset:
+    rng = np.random.default_rng(5)
+    times = np.array(["2018-05-01", "2018-05-20", "2018-06-20"], dtype="datetime64[ns]")
+    bands = {}
+    for band in ("red", "nir", "swir2"):
+        values = rng.uniform(0.05, 0.4, (3, rows, cols)).astype(np.float32)
+        values[:, :5, :5] = np.nan  # never observed
+        bands[band] = (("time", "y", "x"), values)
+    cube = xr.Dataset(
+        bands,
+        coords={"time": times, "y": 1000.0 - 30 * np.arange(rows), "x": 30.0 * np.arange(cols)},
+    )
+    doy = np.zeros((rows, cols), np.float32)
+    doy[20:40, 30:60] = 160.0
+    cube["coarse_burn_doy"] = (("y", "x"), doy)
+    return cube
+
+
+def test_spec_chunked_equals_whole_array(firehr_weights):
+    spec = FireHRSpec(weights=str(firehr_weights), split_date="2018-06-09", filter_size=11)
+    cube = _small_cube()
+    whole = predict_burned(cube.chunk({"y": -1, "x": -1}), spec, halo=0).compute()
+    for chunks in ({"y": 20, "x": 30}, {"y": 33, "x": 17}):
+        part = predict_burned(cube.chunk(chunks), spec, halo=spec.exact_halo).compute()
+        np.testing.assert_allclose(part["confidence"], whole["confidence"], atol=1e-6)
+        np.testing.assert_array_equal(part["burned"], whole["burned"])
+    assert whole["burned"].values[0, 0] == 255
+    assert np.isnan(whole["confidence"].values[0, 0])
+    burned = whole["burned"].values == 1
+    assert np.all(whole["burn_date"].values[burned] == 17702)  # 2018-06-20
+    assert np.all(whole["burn_date_min"].values[burned] == 17671)  # 2018-05-20
+    assert np.all(whole["burn_date"].values[~burned] == -1)
+
+
+def test_spec_needs_observations_on_both_sides(firehr_weights):
+    spec = FireHRSpec(weights=str(firehr_weights), split_date="2019-01-01")
+    with pytest.raises(ModelError, match="before and after 2019-01-01"):
+        spec.prepare(_small_cube())
