@@ -1,0 +1,312 @@
+"""Publish stage: the Flask (WSGI) application routing OGC API requests to pygeoapi.
+
+pygeoapi's own ``flask_app`` reads its configuration from environment variables
+at import time (one configuration per process) and answers a malformed
+coverage bbox with a 500. This module builds one application per
+configuration instead, checks the common query parameters first so that every
+malformed one is a 400 with a message, and answers any unexpected exception
+with a plain 500 whose detail stays in the log.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import pygeoapi
+import pygeoapi.api as core_api
+import pygeoapi.api.coverages as coverages_api
+import pygeoapi.api.itemtypes as itemtypes_api
+import pygeoapi.api.processes as processes_api
+from flask import Flask, Request, Response, make_response, request
+from pygeoapi.api import API, APIRequest, apply_gzip
+from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+from burnscape.publish._time import parse_datetime_parameter
+
+__all__ = ["build_app"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_OFFSET = 2**53
+
+
+class _Apis:
+    """The pygeoapi API objects one application dispatches to.
+
+    ``main`` serves descriptions. ``query`` serves items and coverages from a
+    configuration without temporal extents, so that a datetime outside the
+    data is an empty answer rather than pygeoapi's 400 "out of range".
+    ``formats`` holds one API per extra native coverage format.
+    """
+
+    def __init__(self, config: dict[str, Any], openapi: dict[str, Any]) -> None:
+        self.main = API(config, openapi)
+        query_config = copy.deepcopy(config)
+        for resource in query_config.get("resources", {}).values():
+            resource.get("extents", {}).pop("temporal", None)
+        self.query = API(query_config, openapi)
+        self.formats: dict[tuple[str, str], API] = {}
+        for name, resource in config.get("resources", {}).items():
+            for provider_index, provider in enumerate(resource.get("providers") or []):
+                if provider.get("type") != "coverage":
+                    continue
+                for extra in provider.get("extra_formats") or []:
+                    variant = copy.deepcopy(query_config)
+                    variant_provider = variant["resources"][name]["providers"][
+                        provider_index
+                    ]
+                    variant_provider["format"] = dict(extra)
+                    self.formats[(name, extra["name"].lower())] = API(variant, openapi)
+
+    def coverage_formats(self, dataset: str) -> dict[str, str]:
+        """Return lower-case -> canonical names of a coverage's native formats."""
+        names: dict[str, str] = {}
+        resource = self.main.config["resources"].get(dataset) or {}
+        for provider in resource.get("providers") or []:
+            if provider.get("type") == "coverage":
+                for fmt in [
+                    provider.get("format"),
+                    *(provider.get("extra_formats") or []),
+                ]:
+                    if fmt:
+                        names[fmt["name"].lower()] = fmt["name"]
+        return names
+
+
+def build_app(config: dict[str, Any], openapi: dict[str, Any]) -> Flask:
+    """Return a Flask application serving ``config`` (a loaded pygeoapi config)."""
+    static = Path(pygeoapi.__file__).parent / "static"
+    app = Flask(
+        "burnscape.publish", static_folder=str(static), static_url_path="/static"
+    )
+    app.url_map.strict_slashes = False
+    apis = _Apis(config, openapi)
+
+    def run(
+        api_function: Any, *args: Any, api: API | None = None, check_format: bool = True
+    ) -> Response:
+        chosen = api or apis.main
+        api_request = APIRequest.from_flask(request, chosen.locales)
+        if check_format and not api_request.is_valid():
+            headers, status, content = chosen.get_format_exception(api_request)
+        else:
+            headers, status, content = api_function(chosen, api_request, *args)
+            content = apply_gzip(headers, content)
+        response = make_response(content, status)
+        if headers:
+            response.headers = Headers(headers)
+        return response
+
+    @app.route("/")
+    def landing_page() -> Response:
+        return run(core_api.landing_page)
+
+    @app.route("/openapi")
+    def openapi_document() -> Response:
+        return run(core_api.openapi_)
+
+    @app.route("/conformance")
+    def conformance() -> Response:
+        return run(core_api.conformance)
+
+    @app.route("/collections")
+    @app.route("/collections/<path:collection_id>")
+    def collections(collection_id: str | None = None) -> Response:
+        return run(core_api.describe_collections, collection_id)
+
+    @app.route("/collections/<path:collection_id>/schema")
+    def collection_schema(collection_id: str) -> Response:
+        return run(core_api.get_collection_schema, collection_id)
+
+    @app.route("/collections/<path:collection_id>/queryables")
+    def collection_queryables(collection_id: str) -> Response:
+        return run(itemtypes_api.get_collection_queryables, collection_id)
+
+    @app.route("/collections/<path:collection_id>/items")
+    def collection_items(collection_id: str) -> Response:
+        error = _check_parameters(request, apis.main)
+        if error is not None:
+            return error
+        response = run(
+            itemtypes_api.get_collection_items, collection_id, api=apis.query
+        )
+        return _drop_false_next_link(response)
+
+    @app.route("/collections/<path:collection_id>/items/<path:item_id>")
+    def collection_item(collection_id: str, item_id: str) -> Response:
+        return run(itemtypes_api.get_collection_item, collection_id, item_id)
+
+    @app.route("/collections/<path:collection_id>/coverage")
+    def collection_coverage(collection_id: str) -> Response:
+        error = _check_parameters(request, apis.main)
+        if error is not None:
+            return error
+        requested = (request.args.get("f") or "").strip()
+        formats = apis.coverage_formats(collection_id)
+        canonical = formats.get(requested.lower())
+        api = apis.query
+        if canonical is not None:
+            api = apis.formats.get((collection_id, canonical.lower()), apis.query)
+            request.args = _replace_arg(request.args, "f", canonical)
+        elif requested and requested.lower() not in ("json", "html"):
+            return _error(
+                apis.main,
+                HTTPStatus.BAD_REQUEST,
+                "InvalidParameterValue",
+                f"unsupported format {requested!r}: use json or one of "
+                f"{sorted(formats.values())}",
+            )
+        return run(
+            coverages_api.get_collection_coverage,
+            collection_id,
+            api=api,
+            check_format=False,
+        )
+
+    @app.route("/processes")
+    @app.route("/processes/<process_id>")
+    def processes(process_id: str | None = None) -> Response:
+        return run(processes_api.describe_processes, process_id)
+
+    @app.route("/processes/<process_id>/execution", methods=["POST"])
+    def execute_process(process_id: str) -> Response:
+        return run(processes_api.execute_process, process_id)
+
+    @app.route("/jobs")
+    @app.route("/jobs/<job_id>", methods=["GET", "DELETE"])
+    def jobs(job_id: str | None = None) -> Response:
+        if job_id is not None and request.method == "DELETE":
+            return run(processes_api.delete_job, job_id)
+        return run(processes_api.get_jobs, job_id)
+
+    @app.route("/jobs/<job_id>/results")
+    def job_results(job_id: str) -> Response:
+        return run(processes_api.get_job_result, job_id)
+
+    @app.errorhandler(HTTPStatus.NOT_FOUND)
+    def not_found(_: Exception) -> Response:
+        return _error(apis.main, HTTPStatus.NOT_FOUND, "NotFound", "no such resource")
+
+    @app.errorhandler(HTTPStatus.METHOD_NOT_ALLOWED)
+    def method_not_allowed(_: Exception) -> Response:
+        return _error(
+            apis.main,
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            "NoApplicableCode",
+            f"method {request.method} is not allowed here",
+        )
+
+    @app.errorhandler(Exception)
+    def internal_error(err: Exception) -> Response:
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(err, HTTPException):
+            return _error(
+                apis.main,
+                HTTPStatus(err.code or 500),
+                "NoApplicableCode",
+                err.description or "request failed",
+            )
+        logger.error(
+            "Request %s %s failed.", request.method, request.full_path, exc_info=err
+        )
+        return _error(
+            apis.main,
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            "NoApplicableCode",
+            "internal server error (details are in the server log)",
+        )
+
+    return app
+
+
+def _check_parameters(req: Request, api: API) -> Response | None:
+    """Return a 400 response for a malformed common parameter, else None."""
+    message = _parameter_problem(req.args)
+    if message is None:
+        return None
+    return _error(api, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", message)
+
+
+def _parameter_problem(args: Any) -> str | None:
+    try:
+        if "bbox" in args:
+            _check_bbox(args["bbox"])
+        if "datetime" in args:
+            parse_datetime_parameter(args["datetime"])
+        if "limit" in args:
+            _check_integer("limit", args["limit"], minimum=1)
+        if "offset" in args:
+            _check_integer("offset", args["offset"], minimum=0)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _check_bbox(text: str) -> None:
+    parts = text.split(",")
+    if len(parts) not in (4, 6):
+        raise ValueError("bbox needs 4 numbers (minx,miny,maxx,maxy) or 6 (with z)")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError as err:
+        raise ValueError(f"bbox {text!r} holds a value that is not a number") from err
+    if not all(math.isfinite(value) for value in values):
+        raise ValueError("bbox values must be finite numbers")
+    half = len(values) // 2
+    if values[1] > values[half + 1]:
+        raise ValueError("bbox miny is greater than maxy")
+
+
+def _check_integer(name: str, text: str, *, minimum: int) -> None:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise ValueError(f"{name} must be an integer, not {text!r}") from err
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    if value > _MAX_OFFSET:
+        raise ValueError(f"{name} must be at most {_MAX_OFFSET}")
+
+
+def _drop_false_next_link(response: Response) -> Response:
+    """Remove pygeoapi's ``next`` link from a last page that happens to be full.
+
+    pygeoapi adds ``next`` whenever a page holds ``limit`` features, even
+    when ``numberMatched`` says nothing follows.
+    """
+    if response.status_code != HTTPStatus.OK or not response.is_json:
+        return response
+    body = response.get_json(silent=True)
+    if not isinstance(body, dict) or "numberMatched" not in body:
+        return response
+    offset = int(request.args.get("offset", 0))
+    if offset + int(body.get("numberReturned", 0)) < int(body["numberMatched"]):
+        return response
+    body["links"] = [
+        link for link in body.get("links", []) if link.get("rel") != "next"
+    ]
+    response.set_data(json.dumps(body))
+    return response
+
+
+def _replace_arg(args: Any, key: str, value: str) -> Any:
+    items = [(k, v) for k, v in args.items(multi=True) if k != key]
+    return ImmutableMultiDict([*items, (key, value)])
+
+
+def _error(api: API, status: HTTPStatus, code: str, description: str) -> Response:
+    fmt = "html" if (request.args.get("f") or "").lower() == "html" else "json"
+    headers = {"Content-Type": "text/html" if fmt == "html" else "application/json"}
+    headers, status_code, content = api.get_exception(
+        status, headers, fmt, code, description
+    )
+    response = make_response(content, status_code)
+    response.headers.update(headers)
+    return response

@@ -1,0 +1,232 @@
+"""Publish stage: configure pygeoapi for an outputs folder and serve it (waitress).
+
+``write_server_config`` renders the repository's ``pygeoapi-config.yml`` for
+one outputs folder (collections whose data is absent are left out; extents
+and storage CRSs come from the data) and writes the OpenAPI document beside
+it. ``create_app`` builds the WSGI application; ``serve`` runs it under
+waitress, a production WSGI server (never Flask's development server).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from burnscape.errors import PublishError
+from burnscape.publish._extents import describe_resource
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from waitress.server import BaseWSGIServer, MultiSocketServer
+
+__all__ = [
+    "CONFIG_NAME",
+    "OPENAPI_NAME",
+    "create_app",
+    "find_free_port",
+    "make_server",
+    "serve",
+    "template_path",
+    "write_server_config",
+]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "pygeoapi-config.yml"
+"""File name of the rendered pygeoapi configuration in an outputs folder."""
+
+OPENAPI_NAME = "openapi.yml"
+"""File name of the generated OpenAPI document in an outputs folder."""
+
+_PACKAGED_TEMPLATE = Path(__file__).parent / "templates" / CONFIG_NAME
+_REPO_TEMPLATE = Path(__file__).resolve().parents[2] / CONFIG_NAME
+
+
+def template_path() -> Path:
+    """Return the configuration template: the repository's, else the packaged copy."""
+    return _REPO_TEMPLATE if _REPO_TEMPLATE.is_file() else _PACKAGED_TEMPLATE
+
+
+def write_server_config(
+    outputs: Path, *, server_url: str, template: Path | None = None
+) -> Path:
+    """Render the pygeoapi configuration and OpenAPI document for ``outputs``.
+
+    Parameters
+    ----------
+    outputs
+        A workflow's outputs folder (burnscape.gpkg, burned.zarr, cube.zarr).
+    server_url
+        The URL clients reach the server at (used in every link).
+    template
+        The configuration template; default :func:`template_path`.
+
+    Returns
+    -------
+    Path
+        ``outputs / "pygeoapi-config.yml"``; ``outputs / "openapi.yml"`` is
+        written beside it.
+
+    Raises
+    ------
+    PublishError
+        The outputs folder does not exist, holds nothing to serve, or the
+        template is invalid.
+    """
+    outputs = Path(outputs).resolve()
+    if not outputs.is_dir():
+        raise PublishError(
+            f"outputs folder {outputs} does not exist: run a workflow first"
+        )
+    config = _render_template(template or template_path(), outputs, server_url)
+
+    served: dict[str, Any] = {}
+    for name, resource in config.get("resources", {}).items():
+        described = describe_resource(name, resource)
+        if described is not None:
+            served[name] = described
+    if not any(r.get("type") == "collection" for r in served.values()):
+        raise PublishError(
+            f"nothing to serve in {outputs}: no burnscape.gpkg layer, burned.zarr "
+            "or cube.zarr found (run a workflow first)"
+        )
+    config["resources"] = served
+    (outputs / "jobs").mkdir(exist_ok=True)
+
+    config_path = outputs / CONFIG_NAME
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    openapi = _openapi_document(config_path)
+    (outputs / OPENAPI_NAME).write_text(yaml.safe_dump(openapi, sort_keys=False))
+    logger.info("Wrote %s with collections %s.", config_path, ", ".join(sorted(served)))
+    return config_path
+
+
+def create_app(
+    outputs: Path, *, server_url: str, template: Path | None = None
+) -> Flask:
+    """Return the WSGI application serving ``outputs`` through OGC API.
+
+    The configuration is rendered afresh from ``template`` (see
+    :func:`write_server_config`).
+
+    Raises
+    ------
+    PublishError
+        As :func:`write_server_config`.
+    """
+    from burnscape.publish._app import build_app
+
+    config_path = write_server_config(
+        Path(outputs), server_url=server_url, template=template
+    )
+    config = load_config(config_path)
+    openapi = yaml.safe_load((config_path.parent / OPENAPI_NAME).read_text())
+    return build_app(config, openapi)
+
+
+def make_server(
+    outputs: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    threads: int = 8,
+    server_url: str | None = None,
+    template: Path | None = None,
+) -> BaseWSGIServer | MultiSocketServer:
+    """Create (not start) a waitress server for ``outputs``; call ``.run()``.
+
+    Raises
+    ------
+    PublishError
+        The port cannot be bound, or as :func:`write_server_config`.
+    """
+    import waitress
+
+    url = server_url or f"http://{_url_host(host)}:{port}"
+    app = create_app(Path(outputs), server_url=url, template=template)
+    try:
+        return waitress.create_server(
+            app, host=host, port=port, threads=threads, ident="burnscape (waitress)"
+        )
+    except OSError as err:
+        raise PublishError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+
+
+def serve(outputs: Path, *, host: str = "127.0.0.1", port: int = 5000) -> None:
+    """Serve ``outputs`` on ``host:port`` until interrupted (blocking).
+
+    Raises
+    ------
+    PublishError
+        As :func:`make_server`.
+    """
+    server = make_server(Path(outputs), host=host, port=port)
+    logger.info("Serving %s on http://%s:%d/", outputs, _url_host(host), port)
+    try:
+        server.run()
+    finally:
+        server.close()
+
+
+def find_free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Load a rendered configuration as pygeoapi does (``${VAR}`` expanded)."""
+    from pygeoapi.util import yaml_load
+
+    with open(path, encoding="utf-8") as handle:
+        try:
+            config: dict[str, Any] = yaml_load(handle)
+        except OSError as err:
+            raise PublishError(f"{path}: {err}") from err
+    return config
+
+
+def _render_template(template: Path, outputs: Path, server_url: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(template.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise PublishError(
+            f"cannot read the pygeoapi template {template}: {err}"
+        ) from err
+    if not isinstance(raw, dict) or "server" not in raw or "resources" not in raw:
+        raise PublishError(f"{template} is not a pygeoapi configuration")
+    values = {
+        "${BURNSCAPE_OUTPUTS}": outputs.as_posix(),
+        "${BURNSCAPE_SERVER_URL}": server_url.rstrip("/"),
+    }
+    return _substitute(copy.deepcopy(raw), values)
+
+
+def _substitute(node: Any, values: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {key: _substitute(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_substitute(value, values) for value in node]
+    if isinstance(node, str):
+        for placeholder, value in values.items():
+            node = node.replace(placeholder, value)
+    return node
+
+
+def _openapi_document(config_path: Path) -> dict[str, Any]:
+    from pygeoapi.openapi import get_oas
+
+    document: dict[str, Any] = get_oas(load_config(config_path))
+    return document
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

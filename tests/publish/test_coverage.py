@@ -1,0 +1,199 @@
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from pygeoapi.provider.base import (
+    ProviderInvalidQueryError,
+    ProviderRequestEntityTooLargeError,
+)
+from pyproj import Transformer
+
+from burnscape.publish.coverage import ZarrCoverageProvider
+
+from .conftest import COLS, FIRE_DAY, LATE_DAY, ORIGIN_X, ORIGIN_Y, PIXEL_M, ROWS
+
+
+@pytest.fixture(scope="module")
+def burned(outputs_dir):
+    return ZarrCoverageProvider(
+        {
+            "name": "burned-area",
+            "type": "coverage",
+            "data": str(outputs_dir / "burned.zarr"),
+            "format": {"name": "GTiff", "mimetype": "image/tiff"},
+            "options": {"time_variable": "burn_date"},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def cube(outputs_dir):
+    return ZarrCoverageProvider(
+        {
+            "name": "reflectance",
+            "type": "coverage",
+            "data": str(outputs_dir / "cube.zarr"),
+            "format": {"name": "NetCDF", "mimetype": "application/x-netcdf"},
+        }
+    )
+
+
+def values(coverage, name):
+    array = coverage["ranges"][name]
+    return np.array([np.nan if v is None else v for v in array["values"]]).reshape(
+        array["shape"]
+    )
+
+
+def test_coverage_domain_carries_native_grid_and_crs(burned):
+    coverage = burned.query()
+    domain = coverage["domain"]
+    assert domain["domainType"] == "Grid"
+    assert domain["axes"]["x"] == {
+        "start": ORIGIN_X + 15,
+        "stop": ORIGIN_X + PIXEL_M * COLS - 15,
+        "num": COLS,
+    }
+    assert domain["axes"]["y"] == {
+        "start": ORIGIN_Y - 15,
+        "stop": ORIGIN_Y - PIXEL_M * ROWS + 15,
+        "num": ROWS,
+    }
+    system = domain["referencing"][0]["system"]
+    assert system["type"] == "ProjectedCRS"
+    assert system["id"] == "http://www.opengis.net/def/crs/EPSG/0/32610"
+    assert set(coverage["ranges"]) == {
+        "burned",
+        "confidence",
+        "burn_date",
+        "burn_date_min",
+        "burn_date_max",
+        "observation_count",
+    }
+    burn_date = values(coverage, "burn_date")
+    assert burn_date[5, 5] == FIRE_DAY and np.isnan(burn_date[0, 0])
+    assert coverage["ranges"]["burn_date"]["dataType"] == "integer"
+    assert np.isnan(values(coverage, "confidence")[0, -1])
+
+
+def test_coverage_properties_describe_extent(burned):
+    props = burned._coverage_properties
+    assert props["width"] == COLS and props["height"] == ROWS
+    assert props["resx"] == props["resy"] == PIXEL_M
+    assert props["bbox"] == [
+        ORIGIN_X,
+        ORIGIN_Y - ROWS * PIXEL_M,
+        ORIGIN_X + COLS * PIXEL_M,
+        ORIGIN_Y,
+    ]
+
+
+def test_coverage_bbox_in_crs84_selects_cells(burned):
+    to_lonlat = Transformer.from_crs(32610, 4326, always_xy=True)
+    lon0, lat0 = to_lonlat.transform(ORIGIN_X + 150, ORIGIN_Y - 450)
+    lon1, lat1 = to_lonlat.transform(ORIGIN_X + 600, ORIGIN_Y - 150)
+    axes = burned.query(bbox=[lon0, lat0, lon1, lat1], properties=["burned"])["domain"][
+        "axes"
+    ]
+    assert 14 <= axes["x"]["num"] <= 17 and 9 <= axes["y"]["num"] <= 12
+    assert ORIGIN_X + 100 < axes["x"]["start"] < ORIGIN_X + 200
+
+
+def test_coverage_native_subset_and_bbox_crs(burned):
+    axes = burned.query(subsets={"x": [ORIGIN_X, ORIGIN_X + 300]})["domain"]["axes"]
+    assert axes["x"]["num"] == 10
+    native = burned.query(
+        bbox=[ORIGIN_X, ORIGIN_Y - 90, ORIGIN_X + 90, ORIGIN_Y],
+        bbox_crs="http://www.opengis.net/def/crs/EPSG/0/32610",
+    )
+    assert native["domain"]["axes"]["x"]["num"] == 3
+
+
+def test_coverage_bbox_outside_is_invalid(burned):
+    with pytest.raises(ProviderInvalidQueryError, match="does not intersect"):
+        burned.query(bbox=[10, 10, 11, 11])
+
+
+def test_burned_area_datetime_keeps_cells_burned_in_interval(burned):
+    coverage = burned.query(
+        datetime_="2018-06-20", properties=["burn_date", "confidence"]
+    )
+    burn_date = values(coverage, "burn_date")
+    assert set(np.unique(burn_date[~np.isnan(burn_date)])) == {LATE_DAY}
+    assert np.isnan(values(coverage, "confidence")[5, 5])
+    everything = values(
+        burned.query(datetime_="2018-06-01/..", properties=["burn_date"]), "burn_date"
+    )
+    assert set(np.unique(everything[~np.isnan(everything)])) == {FIRE_DAY, LATE_DAY}
+
+
+def test_daily_cube_instant_returns_that_day(cube):
+    coverage = cube.query(datetime_="2024-07-02", properties=["red"])
+    assert coverage["domain"]["axes"]["t"]["values"] == ["2024-07-02T00:00:00Z"]
+    assert values(coverage, "red")[0, 0, 0] == pytest.approx(0.2)
+    noon = cube.query(datetime_="2024-07-02T12:00:00Z", properties=["red"])
+    assert noon["domain"]["axes"]["t"]["values"] == ["2024-07-02T00:00:00Z"]
+    both = cube.query(datetime_="2024-07-02/..", properties=["red"])
+    assert len(both["domain"]["axes"]["t"]["values"]) == 2
+    assert both["ranges"]["red"]["axisNames"] == ["t", "y", "x"]
+
+
+def test_daily_cube_datetime_outside_is_invalid(cube):
+    with pytest.raises(ProviderInvalidQueryError, match="2024-07-01 .. 2024-07-03"):
+        cube.query(datetime_="2025-01-01")
+
+
+def test_cube_serves_bands_not_bookkeeping(cube):
+    assert set(cube.variables) == {"red", "nir"}
+    assert cube.axes == ["x", "y", "time"]
+    assert cube._coverage_properties["time_range"] == [
+        "2024-07-01T00:00:00Z",
+        "2024-07-03T23:59:59Z",
+    ]
+
+
+def test_cell_limit_refuses_large_requests(outputs_dir):
+    small = ZarrCoverageProvider(
+        {
+            "name": "reflectance",
+            "type": "coverage",
+            "data": str(outputs_dir / "cube.zarr"),
+            "options": {"max_cells": 1000},
+        }
+    )
+    with pytest.raises(ProviderRequestEntityTooLargeError, match="limit of 1000"):
+        small.query()
+    assert (
+        small.query(
+            subsets={"x": [ORIGIN_X, ORIGIN_X + 150]},
+            properties=["red"],
+            datetime_="2024-07-01",
+        )["domain"]["axes"]["x"]["num"]
+        == 5
+    )
+
+
+def test_unknown_field_is_invalid(burned):
+    with pytest.raises(ProviderInvalidQueryError, match="unknown field"):
+        burned.query(properties=["nope"])
+
+
+def test_geotiff_output_keeps_grid(burned):
+    data = burned.query(format_="GTiff", properties=["burn_date", "confidence"])
+    with rasterio.MemoryFile(data) as memory, memory.open() as tif:
+        assert tif.crs.to_epsg() == 32610
+        assert tif.transform.c == ORIGIN_X and tif.transform.f == ORIGIN_Y
+        assert tif.count == 2 and tif.descriptions == ("burn_date", "confidence")
+        band = tif.read(1)
+        assert band[5, 5] == FIRE_DAY and np.isnan(band[0, 0])
+
+
+def test_netcdf_output_keeps_grid_and_time(cube, tmp_path):
+    data = cube.query(format_="NetCDF", datetime_="2024-07-02/2024-07-03")
+    path = tmp_path / "out.nc"
+    path.write_bytes(data)
+    with xr.open_dataset(path, decode_coords="all") as dataset:
+        assert dataset.rio.crs.to_epsg() == 32610
+        assert dataset.sizes == {"time": 2, "y": ROWS, "x": COLS}
+        assert str(dataset.time.values[0])[:10] == "2024-07-02"
+        assert float(dataset.red[0, 0, 0]) == pytest.approx(0.2)
