@@ -1,4 +1,4 @@
-"""Command-line interface: ``burnscape run``, ``validate``, ``serve`` and stage commands.
+"""Command-line interface: ``run``, ``validate``, ``serve`` and the stage commands.
 
 Stage commands live beside their stage (``burnscape/<stage>/commands.py``) and are
 imported only when called, so ``burnscape --help`` stays fast and ``serve`` never
@@ -23,13 +23,41 @@ logger = logging.getLogger(__name__)
 
 # command name -> (module, attribute, one-line help shown by --help)
 _LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "run": ("burnscape.pipeline_cli", "run", "Run a workflow: download, cube, detect, events, validate."),
-    "validate": ("burnscape.pipeline_cli", "validate", "Check a workflow file without running anything."),
-    "serve": ("burnscape.publish.commands", "serve", "Serve the outputs through OGC API (pygeoapi) and the web map."),
-    "download": ("burnscape.acquire.commands", "download", "Download files from a manifest or a workflow's sources."),
-    "status": ("burnscape.acquire.commands", "status", "Print the download ledger of an outputs folder."),
-    "train": ("burnscape.model.commands", "train", "Train BA-Net weights on semi-synthetic sequences."),
-    "events": ("burnscape.events.commands", "events", "Delineate fire events from a burn-date raster."),
+    "run": (
+        "burnscape.pipeline_cli",
+        "run",
+        "Run a workflow: download, cube, detect, events, validate.",
+    ),
+    "validate": (
+        "burnscape.pipeline_cli",
+        "validate",
+        "Check a workflow file without running anything.",
+    ),
+    "serve": (
+        "burnscape.publish.commands",
+        "serve",
+        "Serve the outputs through OGC API (pygeoapi) and the web map.",
+    ),
+    "download": (
+        "burnscape.acquire.commands",
+        "download",
+        "Download files from a manifest or a workflow's sources.",
+    ),
+    "status": (
+        "burnscape.acquire.commands",
+        "status",
+        "Print the download ledger of an outputs folder.",
+    ),
+    "train": (
+        "burnscape.model.commands",
+        "train",
+        "Train BA-Net weights on semi-synthetic sequences.",
+    ),
+    "events": (
+        "burnscape.events.commands",
+        "events",
+        "Delineate fire events from a burn-date raster.",
+    ),
 }
 
 
@@ -56,8 +84,13 @@ class _LazyGroup(click.Group):
         loaded: click.Command = getattr(module, attribute)
         return loaded
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, help_text) for name, (_, _, help_text) in sorted(_LAZY_COMMANDS.items())]
+    def format_commands(
+        self, ctx: click.Context, formatter: click.HelpFormatter
+    ) -> None:
+        rows = [
+            (name, help_text)
+            for name, (_, _, help_text) in sorted(_LAZY_COMMANDS.items())
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -76,7 +109,9 @@ class _Main(_LazyGroup):
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="burnscape")
-@click.option("-v", "--verbose", count=True, help="More log output (-v INFO, -vv DEBUG).")
+@click.option(
+    "-v", "--verbose", count=True, help="More log output (-v INFO, -vv DEBUG)."
+)
 @click.option("--traceback", is_flag=True, help="Show the full traceback on errors.")
 @click.pass_context
 def main(ctx: click.Context, verbose: int, traceback: bool) -> None:
@@ -88,7 +123,13 @@ def main(ctx: click.Context, verbose: int, traceback: bool) -> None:
 
 def configure_logging(verbose: int, log_file: Path | None = None) -> None:
     """Set up logging for the CLI: WARNING by default, INFO with -v, DEBUG with -vv."""
-    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    level = (
+        logging.WARNING
+        if verbose <= 0
+        else logging.INFO
+        if verbose == 1
+        else logging.DEBUG
+    )
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         handlers.append(logging.FileHandler(log_file))

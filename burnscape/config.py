@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from burnscape.errors import ConfigError
 from burnscape.utils import DATA_DIR_ENV, find_data_dir
@@ -66,7 +73,8 @@ class RegionConfig(_Frozen):
         minx, miny, maxx, maxy = self.bbox
         if not (minx < maxx and miny < maxy):
             raise ValueError(
-                f"bbox {list(self.bbox)} must be [minx, miny, maxx, maxy] with min < max"
+                f"bbox {list(self.bbox)} must be [minx, miny, maxx, maxy] "
+                "with min < max"
             )
         return self
 
@@ -129,11 +137,18 @@ class ItemConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_time(self) -> ItemConfig:
-        if self.datetime is None and (self.start_datetime is None or self.end_datetime is None):
+        if self.datetime is None and (
+            self.start_datetime is None or self.end_datetime is None
+        ):
             raise ValueError(
-                f"item {self.id!r} needs 'datetime' or both 'start_datetime' and 'end_datetime'"
+                f"item {self.id!r} needs 'datetime' or both 'start_datetime' "
+                "and 'end_datetime'"
             )
-        if self.start_datetime and self.end_datetime and self.end_datetime < self.start_datetime:
+        if (
+            self.start_datetime
+            and self.end_datetime
+            and self.end_datetime < self.start_datetime
+        ):
             raise ValueError(f"item {self.id!r}: end_datetime is before start_datetime")
         return self
 
@@ -282,7 +297,8 @@ def expand_variables(text: str, environ: dict[str, str] | None = None) -> str:
         if default is not None:
             return default
         raise ConfigError(
-            f"environment variable {name} is not set; set it or write ${{{name}:-default}}"
+            f"environment variable {name} is not set; "
+            f"set it or write ${{{name}:-default}}"
         )
 
     return _VAR.sub(substitute, text)
@@ -338,23 +354,30 @@ def _describe(err: ValidationError, raw: dict[str, Any]) -> str:
     return "; ".join(lines)
 
 
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...], raw: Any) -> type[BaseModel] | None:
+def _model_at(
+    model: type[BaseModel], loc: tuple[Any, ...], raw: Any
+) -> type[BaseModel] | None:
     """Find the pydantic model class that validates the mapping at ``loc``."""
     current: Any = model
     for part in loc:
         if isinstance(part, int):
             continue
-        field = current.model_fields.get(part) if isinstance(current, type) else None
+        is_model = isinstance(current, type) and issubclass(current, BaseModel)
+        field = current.model_fields.get(part) if is_model else None
         if field is None:
             return None
         current = _inner_model(field.annotation)
         if current is None:
             return None
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+    return (
+        current
+        if isinstance(current, type) and issubclass(current, BaseModel)
+        else None
+    )
 
 
 def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    """Return the BaseModel inside an annotation like ``tuple[X, ...]`` or ``X | None``."""
+    """Return the BaseModel inside ``tuple[X, ...]``, ``X | None`` and the like."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()) or ():
@@ -368,4 +391,8 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return (
+        value.replace(tzinfo=dt.UTC)
+        if value.tzinfo is None
+        else value.astimezone(dt.UTC)
+    )

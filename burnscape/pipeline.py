@@ -92,7 +92,9 @@ def resolve_mirror(option: str | None, *, use_mirror: bool = True) -> Path | Non
 
 
 @contextlib.contextmanager
-def open_client(cluster: ClusterConfig, scheduler: str | None = None) -> Iterator[Client]:
+def open_client(
+    cluster: ClusterConfig, scheduler: str | None = None
+) -> Iterator[Client]:
     """Start a LocalCluster, or join the scheduler at ``scheduler``/``cluster.address``.
 
     Yields
@@ -120,7 +122,9 @@ def open_client(cluster: ClusterConfig, scheduler: str | None = None) -> Iterato
     ):
         logger.info(
             "Started a LocalCluster: %d workers x %d threads, dashboard %s.",
-            cluster.n_workers, cluster.threads_per_worker, client.dashboard_link,
+            cluster.n_workers,
+            cluster.threads_per_worker,
+            client.dashboard_link,
         )
         yield client
 
@@ -188,7 +192,10 @@ def _acquire(
     from burnscape.acquire import Ledger, MirrorServer, acquire_source
 
     items: list[AcquiredItem] = []
-    with log_duration("acquire", report.timings_s), Ledger(folder / "ledger.sqlite") as ledger:
+    with (
+        log_duration("acquire", report.timings_s),
+        Ledger(folder / "ledger.sqlite") as ledger,
+    ):
         server = MirrorServer(mirror, workflow.sources) if mirror else None
         with server if server is not None else contextlib.nullcontext():
             api_url = server.url if server is not None else None
@@ -208,7 +215,10 @@ def _acquire(
         "files": files,
         "mirror": str(mirror) if mirror else None,
     }
-    echo(f"acquire: {len(items)} items, {files} verified files ({report.timings_s['acquire']:.1f} s)")
+    echo(
+        f"acquire: {len(items)} items, {files} verified files "
+        f"({report.timings_s['acquire']:.1f} s)"
+    )
     return items
 
 
@@ -288,11 +298,17 @@ def _detect(
     burned = xr.open_zarr(burned_path, mask_and_scale=False, decode_times=False)
     pixels = int((burned["burned"] == 1).sum())
     report.stages["detect"] = {"detector": detector.kind, "burned_pixels": pixels}
-    echo(f"detect: {pixels} burned pixels with {detector.kind} ({report.timings_s['detect']:.1f} s)")
+    echo(
+        f"detect: {pixels} burned pixels with {detector.kind} "
+        f"({report.timings_s['detect']:.1f} s)"
+    )
 
 
 def _events(
-    workflow: WorkflowConfig, folder: Path, report: RunReport, echo: Callable[[str], None]
+    workflow: WorkflowConfig,
+    folder: Path,
+    report: RunReport,
+    echo: Callable[[str], None],
 ) -> None:
     from burnscape.events import extract_events
 
@@ -312,11 +328,17 @@ def _events(
     }
     main = summary.main_event
     largest = f"; largest {main['area_ha']:.1f} ha" if main else ""
-    echo(f"events: {summary.n_events} fire events{largest} ({report.timings_s['events']:.1f} s)")
+    echo(
+        f"events: {summary.n_events} fire events{largest} "
+        f"({report.timings_s['events']:.1f} s)"
+    )
 
 
 def _validate(
-    workflow: WorkflowConfig, folder: Path, report: RunReport, echo: Callable[[str], None]
+    workflow: WorkflowConfig,
+    folder: Path,
+    report: RunReport,
+    echo: Callable[[str], None],
 ) -> None:
     if workflow.validation is None:
         return
@@ -332,7 +354,9 @@ def _validate(
     figures["reference_area_ha"] = round(reference_ha, 2)
     if main:
         figures["main_event_area_ha"] = round(float(main["area_ha"]), 2)
-        figures["main_event_area_ratio"] = round(float(main["area_ha"]) / reference_ha, 4)
+        figures["main_event_area_ratio"] = round(
+            float(main["area_ha"]) / reference_ha, 4
+        )
     report.validation = figures
     area = (
         f"; main event {figures['main_event_area_ha']:.1f} ha vs reference "
@@ -357,7 +381,9 @@ def _scene(item: AcquiredItem, source: SourceConfig) -> Scene:
             f"item {item.id} lacks assets {missing} for bands of source {source.name}"
         )
     bands = tuple(
-        BandFile(band, str(item.assets[key]), source.scale, source.offset, source.nodata)
+        BandFile(
+            band, str(item.assets[key]), source.scale, source.offset, source.nodata
+        )
         for band, key in source.bands.items()
     )
     lower, upper = item.time_bounds
@@ -374,12 +400,18 @@ def _run_id(workflow: WorkflowConfig) -> str:
 def check_workflow(workflow: WorkflowConfig) -> list[str]:
     """Return problems that validation alone cannot see (missing local files)."""
     problems = []
-    if workflow.validation is not None and not Path(workflow.validation.reference).exists():
-        problems.append(f"validation.reference {workflow.validation.reference} does not exist")
+    if (
+        workflow.validation is not None
+        and not Path(workflow.validation.reference).exists()
+    ):
+        problems.append(
+            f"validation.reference {workflow.validation.reference} does not exist"
+        )
     for weights in workflow.detector.weights:
         if not Path(weights).exists():
             problems.append(f"detector.weights {weights} does not exist")
     if workflow.detector.kind != "spectral" and not workflow.detector.weights:
-        problems.append(f"detector.kind {workflow.detector.kind!r} needs detector.weights")
+        problems.append(
+            f"detector.kind {workflow.detector.kind!r} needs detector.weights"
+        )
     return problems
-

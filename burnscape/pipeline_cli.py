@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
     metavar="ADDRESS",
     help="Join an existing Dask scheduler (tcp://HOST:PORT) instead of a LocalCluster.",
 )
-@click.option("--serve", "serve_after", is_flag=True, help="Serve the outputs when done.")
+@click.option(
+    "--serve", "serve_after", is_flag=True, help="Serve the outputs when done."
+)
 @click.option("--port", default=5000, show_default=True, help="Port for --serve.")
 def run(
     workflow: Path,
@@ -48,9 +50,13 @@ def run(
 ) -> None:
     """Run WORKFLOW: download, cube, detect, events, validate; write run.json."""
     config = load_workflow(workflow)
-    mirror_dir = resolve_mirror(str(mirror) if mirror else None, use_mirror=not no_mirror)
-    click.echo(f"Running workflow {config.name} from {workflow}"
-               + (f" (mirror: {mirror_dir})" if mirror_dir else " (origin URLs)"))
+    mirror_dir = resolve_mirror(
+        str(mirror) if mirror else None, use_mirror=not no_mirror
+    )
+    click.echo(
+        f"Running workflow {config.name} from {workflow}"
+        + (f" (mirror: {mirror_dir})" if mirror_dir else " (origin URLs)")
+    )
     report = run_workflow(
         config, outputs=outputs, mirror=mirror_dir, scheduler=scheduler, echo=click.echo
     )
@@ -68,7 +74,9 @@ def run(
 
 @click.command()
 @click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the expanded workflow as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the expanded workflow as JSON."
+)
 def validate(workflow: Path, as_json: bool) -> None:
     """Check WORKFLOW (schema, values, local files) without running anything."""
     config = load_workflow(workflow)

@@ -30,7 +30,10 @@ def find_data_dir() -> Path | None:
         path = Path(env).expanduser()
         return path if path.is_dir() else None
     here = Path(__file__).resolve().parent.parent
-    for candidate in (here.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
+    for candidate in (
+        here.parent / "shared" / "data",
+        Path.cwd().parent / "shared" / "data",
+    ):
         if candidate.is_dir():
             return candidate
     return None

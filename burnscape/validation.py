@@ -85,7 +85,9 @@ def score_burned(burned_path: Path, reference: Path) -> MaskScores:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     iou = tp / (tp + fp + fn) if tp + fp + fn else 0.0
     logger.info("Validation against %s: F1 %.3f, IoU %.3f.", reference, f1, iou)
-    return MaskScores(precision, recall, f1, iou, tp, fp, fn, int(truth.sum()), int(observed.sum()))
+    return MaskScores(
+        precision, recall, f1, iou, tp, fp, fn, int(truth.sum()), int(observed.sum())
+    )
 
 
 def reference_area_ha(reference: Path) -> float:
@@ -93,6 +95,6 @@ def reference_area_ha(reference: Path) -> float:
     frame = gpd.read_file(reference).to_crs("EPSG:4326")
     geod = Geod(ellps="WGS84")
     return float(
-        sum(abs(geod.geometry_area_perimeter(geom)[0]) for geom in frame.geometry) / 10_000.0
+        sum(abs(geod.geometry_area_perimeter(geom)[0]) for geom in frame.geometry)
+        / 10_000.0
     )
-

@@ -17,7 +17,7 @@ def _data_dir() -> Path | None:
 
 requires_data = pytest.mark.skipif(
     _data_dir() is None,
-    reason=f"real data folder not found: set {DATA_DIR_ENV} or place it at ../shared/data",
+    reason=f"real data folder not found: set {DATA_DIR_ENV} or use ../shared/data",
 )
 
 
@@ -26,7 +26,9 @@ def data_dir() -> Path:
     """The shared real-data folder; skips the test where it is absent."""
     found = _data_dir()
     if found is None:
-        pytest.skip(f"real data folder not found: set {DATA_DIR_ENV} or use ../shared/data")
+        pytest.skip(
+            f"real data folder not found: set {DATA_DIR_ENV} or use ../shared/data"
+        )
     return found
 
 
@@ -53,7 +55,10 @@ def dask_client() -> Iterator[object]:
 
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
             memory_limit="2GiB",
         ) as cluster,
         Client(cluster) as client,

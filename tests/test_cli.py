@@ -19,7 +19,9 @@ def test_help_lists_commands() -> None:
 
 
 def test_validate_good_workflow() -> None:
-    result = CliRunner().invoke(main, ["validate", str(ROOT / "workflows" / "chrome2-2018.yml")])
+    result = CliRunner().invoke(
+        main, ["validate", str(ROOT / "workflows" / "chrome2-2018.yml")]
+    )
     assert result.exit_code == 0, result.output
     assert "valid" in result.output
 
@@ -30,7 +32,9 @@ def test_validate_unknown_key_is_one_line_and_nonzero(tmp_path: Path) -> None:
     bad.write_text(text.replace("max_gap_days:", "max_gap_dayz:"))
     proc = subprocess.run(
         [sys.executable, "-m", "burnscape.cli", "validate", str(bad)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

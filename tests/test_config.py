@@ -41,7 +41,9 @@ def test_load_workflow_chrome2_is_valid() -> None:
 def test_load_workflow_unknown_key_names_key_and_valid_keys(tmp_path: Path) -> None:
     data = _minimal()
     data["events"] = {"max_gap_dayz": 3}
-    with pytest.raises(ConfigError, match=r"unknown key 'events\.max_gap_dayz'.*max_gap_days"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'events\.max_gap_dayz'.*max_gap_days"
+    ):
         load_workflow(_write(tmp_path, data))
 
 
@@ -55,7 +57,9 @@ def test_load_workflow_unknown_top_level_key(tmp_path: Path) -> None:
 def test_load_workflow_unknown_key_inside_list_item(tmp_path: Path) -> None:
     data = _minimal()
     data["sources"][0]["colection"] = "x"
-    with pytest.raises(ConfigError, match=r"unknown key 'sources\.0\.colection'.*collection"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'sources\.0\.colection'.*collection"
+    ):
         load_workflow(_write(tmp_path, data))
 
 

@@ -41,14 +41,24 @@ _ATTRS: dict[str, dict[str, Any]] = {
         "flag_values": [0, 1],
         "flag_meanings": "not_burned burned",
     },
-    "confidence": {"long_name": "Confidence that the pixel burned", "units": "1",
-                   "valid_min": 0.0, "valid_max": 1.0},
-    "burn_date": {"long_name": "Burn date (first observation seen burned)",
-                  "units": f"days since {DATE_EPOCH}"},
-    "burn_date_min": {"long_name": "Earliest burn date the acquisitions allow",
-                      "units": f"days since {DATE_EPOCH}"},
-    "burn_date_max": {"long_name": "Latest burn date the acquisitions allow",
-                      "units": f"days since {DATE_EPOCH}"},
+    "confidence": {
+        "long_name": "Confidence that the pixel burned",
+        "units": "1",
+        "valid_min": 0.0,
+        "valid_max": 1.0,
+    },
+    "burn_date": {
+        "long_name": "Burn date (first observation seen burned)",
+        "units": f"days since {DATE_EPOCH}",
+    },
+    "burn_date_min": {
+        "long_name": "Earliest burn date the acquisitions allow",
+        "units": f"days since {DATE_EPOCH}",
+    },
+    "burn_date_max": {
+        "long_name": "Latest burn date the acquisitions allow",
+        "units": f"days since {DATE_EPOCH}",
+    },
     "observation_count": {"long_name": "Days with valid data", "units": "1"},
     "probability": {"long_name": "Daily burn probability", "units": "1"},
 }

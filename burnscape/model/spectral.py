@@ -90,7 +90,8 @@ def detect_spectral(cube: xr.Dataset, params: SpectralParams) -> xr.Dataset:
     missing = [band for band in _REQUIRED_BANDS if band not in cube]
     if missing:
         raise ModelError(
-            f"the spectral detector needs bands {list(_REQUIRED_BANDS)}; the cube lacks "
+            f"the spectral detector needs bands {list(_REQUIRED_BANDS)}; "
+            f"the cube lacks "
             f"{missing}: add them to the source's 'bands' mapping"
         )
     complete = np.flatnonzero(cube["day_complete"].values.astype(bool))
@@ -117,12 +118,18 @@ def detect_spectral(cube: xr.Dataset, params: SpectralParams) -> xr.Dataset:
         date = da.where(new, days_since_epoch(cube["time"].values[post]), date)
         date_min = da.where(new, days_since_epoch(lower[pre]), date_min)
         date_max = da.where(new, days_since_epoch(upper[post]), date_max)
-        confidence = da.where(new, score, da.where(burned, confidence, da.fmax(confidence, score)))
+        confidence = da.where(
+            new, score, da.where(burned, confidence, da.fmax(confidence, score))
+        )
         burned = burned | flagged
         observed = observed | both
 
     burned_u8 = da.where(observed, burned.astype(np.uint8), np.uint8(BURNED_FILL))
-    coords = {name: cube.coords[name] for name in ("y", "x", "spatial_ref") if name in cube.coords}
+    coords = {
+        name: cube.coords[name]
+        for name in ("y", "x", "spatial_ref")
+        if name in cube.coords
+    }
     dims = ("y", "x")
     result = xr.Dataset(
         {
@@ -131,7 +138,10 @@ def detect_spectral(cube: xr.Dataset, params: SpectralParams) -> xr.Dataset:
             "burn_date": (dims, date),
             "burn_date_min": (dims, date_min),
             "burn_date_max": (dims, date_max),
-            "observation_count": (dims, cube["observation_count"].data.astype(np.int16)),
+            "observation_count": (
+                dims,
+                cube["observation_count"].data.astype(np.int16),
+            ),
         },
         coords=coords,
     )
@@ -178,7 +188,11 @@ def _pair(
         return zeros, da.zeros_like(dnbr), observed
     logger.info(
         "Pair %d-%d: dMIRBI median %.3f, MAD %.3f; dNBR offset %.3f.",
-        pre, post, mirbi_median, mirbi_mad, dnbr_offset,
+        pre,
+        post,
+        mirbi_median,
+        mirbi_mad,
+        dnbr_offset,
     )
     z = (dmirbi - mirbi_median) / mirbi_mad
     dnbr_off = dnbr - dnbr_offset
@@ -238,7 +252,11 @@ def _mmu_pixels(cube: xr.Dataset, min_area_ha: float) -> int:
     if min_area_ha <= 0:
         return 0
     crs = cube.rio.crs
-    resolution = abs(float(cube["x"].values[1] - cube["x"].values[0])) if cube.sizes["x"] > 1 else 1
+    resolution = (
+        abs(float(cube["x"].values[1] - cube["x"].values[0]))
+        if cube.sizes["x"] > 1
+        else 1
+    )
     if crs is not None and crs.is_geographic:
         latitude = float(np.abs(cube["y"].values).mean())
         metres = resolution * 111_320.0 * math.sqrt(math.cos(math.radians(latitude)))

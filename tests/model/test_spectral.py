@@ -7,7 +7,12 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 from burnscape.errors import ModelError
-from burnscape.model.spectral import SpectralParams, _clean, detect_spectral, robust_stats
+from burnscape.model.spectral import (
+    SpectralParams,
+    _clean,
+    detect_spectral,
+    robust_stats,
+)
 
 SIZE = 96
 
