@@ -7,6 +7,7 @@ Public entry points:
 - :class:`Ledger`: the SQLite record of requests and files.
 - :class:`MirrorServer`: a local STAC API over a mirror folder (offline runs).
 - :class:`Downloader`, :class:`FileRequest`: the file downloader itself.
+- :func:`read_firms`, :func:`acquire_firms`: FIRMS active fires as a GeoDataFrame.
 """
 
 from burnscape.acquire.download import (
@@ -16,6 +17,7 @@ from burnscape.acquire.download import (
     make_session,
     raise_for_failures,
 )
+from burnscape.acquire.firms import acquire_firms, read_firms
 from burnscape.acquire.items import AcquiredItem
 from burnscape.acquire.ledger import Ledger
 from burnscape.acquire.mirror import MirrorServer
@@ -28,8 +30,10 @@ __all__ = [
     "FileRequest",
     "Ledger",
     "MirrorServer",
+    "acquire_firms",
     "acquire_source",
     "make_session",
     "raise_for_failures",
+    "read_firms",
     "search_items",
 ]

@@ -17,6 +17,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -67,6 +68,7 @@ class FaultServer:
         self.entries: dict[str, Entry] = {}
         self.log: list[LoggedRequest] = []
         self.items: list[dict[str, Any]] = []
+        self.routes: dict[str, Callable[[str], tuple[int, bytes, str]]] = {}
         self.page_size = 2
         self.page_delay_s = 0.0
         self._lock = threading.Lock()
@@ -194,6 +196,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/search" and self.command == "POST":
             self._search(json.loads(body or b"{}"))
             return
+        for prefix, handler in state.routes.items():
+            if path.startswith(prefix):
+                status, payload, content_type = handler(path)
+                self._plain(status, payload, {"Content-Type": content_type})
+                return
         entry = state.entries.get(path)
         if entry is None:
             self._plain(404, b"not found")
