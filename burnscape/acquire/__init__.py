@@ -8,6 +8,7 @@ Public entry points:
 - :class:`MirrorServer`: a local STAC API over a mirror folder (offline runs).
 - :class:`Downloader`, :class:`FileRequest`: the file downloader itself.
 - :func:`read_firms`, :func:`acquire_firms`: FIRMS active fires as a GeoDataFrame.
+- :func:`acquire_laads`: LAADS DAAC granules found through CMR, fetched with a token.
 """
 
 from burnscape.acquire.download import (
@@ -19,6 +20,7 @@ from burnscape.acquire.download import (
 )
 from burnscape.acquire.firms import acquire_firms, read_firms
 from burnscape.acquire.items import AcquiredItem
+from burnscape.acquire.laads import acquire_laads, search_granules
 from burnscape.acquire.ledger import Ledger
 from burnscape.acquire.mirror import MirrorServer
 from burnscape.acquire.stac import acquire_source, search_items
@@ -31,9 +33,11 @@ __all__ = [
     "Ledger",
     "MirrorServer",
     "acquire_firms",
+    "acquire_laads",
     "acquire_source",
     "make_session",
     "raise_for_failures",
     "read_firms",
+    "search_granules",
     "search_items",
 ]

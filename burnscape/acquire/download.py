@@ -137,6 +137,7 @@ def make_session(
     backoff_max_s: float = 60.0,
     pool_size: int = 8,
     user_agent: str = "burnscape",
+    session: requests.Session | None = None,
 ) -> requests.Session:
     """Return a requests session that retries connection errors, 5xx and 429.
 
@@ -155,6 +156,8 @@ def make_session(
         Connections kept per host (set it to at least the parallel downloads).
     user_agent
         The ``User-Agent`` header.
+    session
+        A session to equip (e.g. one that adds credentials); a new one if None.
 
     Returns
     -------
@@ -177,7 +180,7 @@ def make_session(
         raise_on_redirect=False,
     )
     adapter = HTTPAdapter(max_retries=retry, pool_maxsize=pool_size)
-    session = requests.Session()
+    session = session if session is not None else requests.Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = user_agent

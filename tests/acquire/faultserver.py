@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+Route = Callable[[str, dict[str, str]], tuple[int, bytes, dict[str, str]]]
+"""A dynamic route: (path with query, request headers) -> (status, body, headers)."""
+
 LOGIN_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>Earthdata Login</title></head>"
     b"<body><form action='/login' method='post'><input name='username'>"
@@ -68,7 +71,7 @@ class FaultServer:
         self.entries: dict[str, Entry] = {}
         self.log: list[LoggedRequest] = []
         self.items: list[dict[str, Any]] = []
-        self.routes: dict[str, Callable[[str], tuple[int, bytes, str]]] = {}
+        self.routes: dict[str, Route] = {}
         self.page_size = 2
         self.page_delay_s = 0.0
         self._lock = threading.Lock()
@@ -198,8 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         for prefix, handler in state.routes.items():
             if path.startswith(prefix):
-                status, payload, content_type = handler(path)
-                self._plain(status, payload, {"Content-Type": content_type})
+                status, payload, headers = handler(self.path, dict(self.headers))
+                self._plain(status, payload, headers)
                 return
         entry = state.entries.get(path)
         if entry is None:

@@ -105,6 +105,7 @@ def test_rows_with_empty_coordinates_are_rejected_with_a_count() -> None:
     assert not ((frame["latitude"] == 0) & (frame["longitude"] == 0)).any()
 
 
+@pytest.mark.slow
 def test_feds_creek_fire_folder_is_read_whole(firms_dir: Path) -> None:
     folder = firms_dir / "creek-fire-2020-viirs-snpp-detections" / "SNPP"
     if not folder.is_dir():
@@ -138,12 +139,12 @@ def test_area_requests_split_at_the_day_limit() -> None:
 def _area_api(detections: pd.DataFrame, key: str):
     """Answer /api/area/csv/KEY/SOURCE/AREA/DAYS/DATE like FIRMS does."""
 
-    def answer(path: str) -> tuple[int, bytes, str]:
+    def answer(path: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         got_key, _source, area, days, date = path.split("/")[4:9]
         if got_key != key:
-            return 200, b"Invalid MAP_KEY.", "text/plain"
+            return 200, b"Invalid MAP_KEY.", {"Content-Type": "text/plain"}
         if not 1 <= int(days) <= 10:
-            return 400, b"Invalid day range. Expects [1..10].", "text/plain"
+            return 400, b"Invalid day range. Expects [1..10].", {}
         west, south, east, north = map(float, area.split(","))
         first = dt.date.fromisoformat(date)
         dates = {str(first + dt.timedelta(days=i)) for i in range(int(days))}
@@ -158,7 +159,11 @@ def _area_api(detections: pd.DataFrame, key: str):
         sel["instrument"] = "VIIRS"
         sel["confidence"] = sel["confidence"].str[0]
         columns = API_HEADER.strip().split(",")
-        return 200, sel[columns].to_csv(index=False).encode(), "text/csv"
+        return (
+            200,
+            sel[columns].to_csv(index=False).encode(),
+            {"Content-Type": "text/csv"},
+        )
 
     return answer
 
