@@ -1,45 +1,81 @@
-"""Events stage: burned.zarr to fire events, burned-pixel polygons and GeoTIFFs.
+"""Events stage: burned.zarr to fire events, their growth, pixels and GeoTIFFs.
 
 :func:`extract_events` is the stage's entry point: it labels the burned pixels
-into events (:mod:`burnscape.events.labels`), describes each event (geometry,
-geodesic area, dates, confidence, stable id), writes one COG per event and
-stores the layers ``fire_events`` and ``burned_pixels`` (and, where the burn
-dates span several days, ``daily_progression``).
+into events (whole-array in memory, or chunk-wise on Dask for large grids),
+describes each event inside its bounding box (geometry, geodesic area, dates,
+confidence, ignition point), gives it a stable id, writes one COG per event
+and stores the layers ``fire_events``, ``daily_progression`` and
+``burned_pixels``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import geopandas as gpd
 import numpy as np
 import rasterio
-import rioxarray  # noqa: F401  (registers the .rio accessor)
-import xarray as xr
-from pyproj import CRS, Transformer
 from scipy import ndimage
+from shapely.geometry import MultiPolygon, shape
 
 from burnscape.config import EventsConfig
-from burnscape.errors import DataNotFoundError, EventsError
-from burnscape.events.geometry import WGS84, pixel_areas_m2, polygonize_labels, to_wgs84
+from burnscape.errors import StoreError
+from burnscape.events.chunked import label_events_chunked
+from burnscape.events.geometry import (
+    WGS84,
+    as_valid_multipolygon,
+    pixel_areas_m2,
+    to_wgs84,
+    transformer_to_wgs84,
+)
 from burnscape.events.geotiff import write_event_geotiff
-from burnscape.events.labels import DATE_FILL, iso_date, label_events
-from burnscape.events.pixels import burned_pixel_frame
-from burnscape.events.progression import daily_progression_frame
-from burnscape.events.store import open_store
+from burnscape.events.grid import BurnedGrid, EventWindow, read_burned
+from burnscape.events.ids import assign_event_ids, derive_event_id
+from burnscape.events.labels import iso_date, label_events
+from burnscape.events.pixels import burned_pixels, pixels_frame
+from burnscape.events.progression import daily_progression, progression_frame
+from burnscape.events.store import EventStore, open_store
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_PIXEL_POLYGONS", "EventsSummary", "extract_events", "read_burned"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "IN_MEMORY_PIXELS",
+    "MAX_PIXEL_POLYGONS",
+    "EventsSummary",
+    "extract_events",
+]
 
 MAX_PIXEL_POLYGONS = 250_000
 """Default cap on the ``burned_pixels`` layer: above it the layer is left empty."""
 
-_EPOCH = dt.date(1970, 1, 1)
+IN_MEMORY_PIXELS = 64_000_000
+"""Grids up to this many pixels are labelled in memory; larger ones chunk-wise."""
+
+EVENT_COLUMNS = (
+    "event_id",
+    "area_ha",
+    "pixel_count",
+    "first_burn_date",
+    "last_burn_date",
+    "duration_days",
+    "confidence_mean",
+    "confidence_max",
+    "centroid_lon",
+    "centroid_lat",
+    "ignition_lon",
+    "ignition_lat",
+    "geotiff",
+    "run_id",
+    "detector",
+    "inputs",
+)
+"""Attribute columns of the ``fire_events`` layer (besides the geometry)."""
 
 
 @dataclass(frozen=True)
@@ -65,20 +101,6 @@ class EventsSummary:
     geotiffs: list[Path] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class BurnedGrid:
-    """The arrays of burned.zarr needed for events, on one grid."""
-
-    dates: np.ndarray
-    date_min: np.ndarray
-    date_max: np.ndarray
-    confidence: np.ndarray
-    transform: Any
-    crs: CRS
-    detector: str
-    inputs: str
-
-
 def extract_events(
     burned_path: Path,
     outputs: Path,
@@ -87,6 +109,8 @@ def extract_events(
     run_id: str,
     store: str | None = None,
     max_pixel_polygons: int = MAX_PIXEL_POLYGONS,
+    chunked: bool | None = None,
+    chunk_size: int = 2048,
 ) -> EventsSummary:
     """Delineate fire events in burned.zarr and write them to the events store.
 
@@ -107,8 +131,13 @@ def extract_events(
         A GeoPackage path or PostGIS URL; default ``outputs/burnscape.gpkg``.
     max_pixel_polygons
         The ``burned_pixels`` layer (one polygon per pixel) is written only when
-        the events hold at most this many pixels; above it the run's rows of
-        that layer are emptied and a warning is logged.
+        the events hold at most this many pixels in all; above it this run's
+        rows of that layer are emptied and a warning is logged.
+    chunked
+        Label chunk-wise on Dask (the current scheduler); default: only grids
+        larger than :data:`IN_MEMORY_PIXELS`.
+    chunk_size
+        Chunk size (pixels, square) of chunk-wise labelling.
 
     Returns
     -------
@@ -123,211 +152,194 @@ def extract_events(
         burned.zarr lacks a variable or a CRS.
     StoreError
         The store cannot be written.
+
+    Examples
+    --------
+    >>> summary = extract_events(
+    ...     Path("out/burned.zarr"), Path("out"), EventsConfig(), run_id="2018-06-09"
+    ... )  # doctest: +SKIP
+    >>> summary.main_event["area_ha"]  # doctest: +SKIP
     """
     outputs = Path(outputs)
-    grid = read_burned(Path(burned_path))
-    labels, n = label_events(
-        grid.dates, params.max_distance_px, params.max_gap_days, params.min_pixels
-    )
-    events, geometries = _describe_events(labels, n, grid, run_id)
-    geotiffs = _write_geotiffs(labels, events, grid, outputs, run_id)
-
-    frame = gpd.GeoDataFrame(events, geometry=geometries, crs=WGS84)
+    outputs.mkdir(parents=True, exist_ok=True)
     target = open_store(store if store is not None else outputs / "burnscape.gpkg")
-    target.replace_run("fire_events", run_id, _with_schema(frame))
-    target.replace_run(
-        "daily_progression",
-        run_id,
-        daily_progression_frame(labels, events, grid, run_id),
-    )
-    pixels = burned_pixel_frame(labels, events, grid, run_id, max_pixel_polygons)
+    grid = read_burned(Path(burned_path))
+    if chunked is None:
+        chunked = grid.shape[0] * grid.shape[1] > IN_MEMORY_PIXELS
+    grid = grid.rechunked(chunk_size) if chunked else grid.loaded()
+    with tempfile.TemporaryDirectory(prefix=".events-", dir=outputs) as workdir:
+        labels, boxes = _label(grid, params, chunked, Path(workdir))
+        frames = _events(grid, labels, boxes, run_id, target, max_pixel_polygons)
+        events, progression, pixels = frames
+        geotiffs = _write_geotiffs(grid, labels, boxes, events, outputs, run_id)
+
+    target.replace_run("fire_events", run_id, events)
+    target.replace_run("daily_progression", run_id, progression)
     target.replace_run("burned_pixels", run_id, pixels)
-
-    main = max(events, key=lambda event: event["pixel_count"], default=None)
-    logger.info("Run %s: %d fire events in %s.", run_id, n, target.location)
+    records = events.drop(columns="geometry").to_dict("records")
+    main = max(records, key=lambda event: event["pixel_count"], default=None)
+    logger.info("Run %s: %d fire events in %s.", run_id, len(records), target.location)
     return EventsSummary(
-        n_events=n, store=target.location, main_event=main, geotiffs=geotiffs
+        n_events=len(records), store=target.location, main_event=main, geotiffs=geotiffs
     )
 
 
-def read_burned(path: Path) -> BurnedGrid:
-    """Read the arrays of a burned.zarr store that events need.
-
-    Burned pixels are those with ``burned == 1`` and a burn date (``burn_date``,
-    else ``burn_date_min``); their date is that day. Returns a
-    :class:`BurnedGrid` with dates as int32 days since 1970-01-01 (-1 elsewhere).
-    """
-    if not path.exists():
-        raise DataNotFoundError(f"burned store {path} does not exist; run the detector")
-    dataset = _open_zarr(path)
-    missing = [
-        name
-        for name in (
-            "burned",
-            "confidence",
-            "burn_date",
-            "burn_date_min",
-            "burn_date_max",
-        )
-        if name not in dataset
-    ]
-    if missing:
-        raise EventsError(
-            f"{path} lacks variables {missing}; see CONTRACTS (burned.zarr)"
-        )
-    if "spatial_ref" in dataset.data_vars:
-        dataset = dataset.set_coords("spatial_ref")
-    crs = dataset.rio.crs
-    if crs is None:
-        raise EventsError(f"{path} has no CRS: write a spatial_ref grid mapping")
-    burned = dataset["burned"].values == 1
-    best = _as_days(dataset["burn_date"])
-    low = _as_days(dataset["burn_date_min"])
-    high = _as_days(dataset["burn_date_max"])
-    dates = np.where(best >= 0, best, low)
-    dates = np.where(burned & (dates >= 0), dates, DATE_FILL).astype(np.int32)
-    return BurnedGrid(
-        dates=dates,
-        date_min=np.where(low >= 0, low, dates).astype(np.int32),
-        date_max=np.where(high >= 0, high, dates).astype(np.int32),
-        confidence=dataset["confidence"].values.astype(np.float32),
-        transform=dataset.rio.transform(),
-        crs=CRS.from_user_input(crs),
-        detector=str(dataset.attrs.get("detector", "unknown")),
-        inputs=str(dataset.attrs.get("inputs", "[]")),
-    )
+def _label(
+    grid: BurnedGrid, params: EventsConfig, chunked: bool, workdir: Path
+) -> tuple[Any, list[tuple[slice, slice]]]:
+    """Label events; return the labels (numpy or Dask) and each event's box."""
+    args = (params.max_distance_px, params.max_gap_days, params.min_pixels)
+    if chunked:
+        result = label_events_chunked(da.asarray(grid.dates), workdir, *args)
+        return result.labels, [result.window(k) for k in range(1, result.n + 1)]
+    labels, _ = label_events(np.asarray(grid.dates), *args)
+    boxes = [box for box in ndimage.find_objects(labels) if box is not None]
+    return labels, boxes
 
 
-def _open_zarr(path: Path) -> xr.Dataset:
-    """Open a Zarr store raw (dates as stored), consolidated or not."""
-    consolidated = (path / ".zmetadata").exists() or _has_consolidated_v3(path)
-    return xr.open_zarr(
-        path, decode_times=False, mask_and_scale=False, consolidated=consolidated
-    )
-
-
-def _has_consolidated_v3(path: Path) -> bool:
-    meta = path / "zarr.json"
-    return meta.exists() and '"consolidated_metadata"' in meta.read_text()
-
-
-def _as_days(variable: xr.DataArray) -> np.ndarray:
-    """Return a date variable as int64 days since 1970-01-01, -1 where missing."""
-    values = variable.values
-    if np.issubdtype(values.dtype, np.datetime64):
-        missing = np.isnat(values)
-        days = values.astype("datetime64[D]").astype(np.int64)
-        return np.where(missing, DATE_FILL, days)
-    if np.issubdtype(values.dtype, np.floating):
-        return np.where(np.isfinite(values), values, DATE_FILL).astype(np.int64)
-    fill = variable.attrs.get("_FillValue", DATE_FILL)
-    days = values.astype(np.int64)
-    return np.where(days == fill, DATE_FILL, days)
-
-
-def _describe_events(
-    labels: np.ndarray, n: int, grid: BurnedGrid, run_id: str
-) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Return each event's attributes and its EPSG:4326 MultiPolygon."""
-    if n == 0:
-        return [], []
-    index = np.arange(1, n + 1)
-    counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    confidence = np.where(np.isfinite(grid.confidence), grid.confidence, np.nan)
-    conf_mean = ndimage.mean(np.nan_to_num(confidence), labels, index)
-    conf_max = ndimage.maximum(np.nan_to_num(confidence), labels, index)
-    first = ndimage.minimum(grid.date_min, labels, index)
-    last = ndimage.maximum(grid.date_max, labels, index)
-    earliest = ndimage.minimum(grid.dates, labels, index)
-    boxes = ndimage.find_objects(labels)
-    polygons = polygonize_labels(labels, grid.transform)
-    to_lonlat = Transformer.from_crs(grid.crs, WGS84, always_xy=True)
-
-    events: list[dict[str, Any]] = []
-    geometries: list[Any] = []
-    seen: set[str] = set()
-    for k in range(n):
-        rows, cols = boxes[k]
-        inside = labels[rows, cols] == k + 1
-        area_m2 = float(
-            pixel_areas_m2(grid.transform, grid.crs, rows, cols)[inside].sum()
-        )
-        ignition = inside & (grid.dates[rows, cols] == earliest[k])
-        lon, lat = _centre(ignition, rows, cols, grid.transform, to_lonlat)
-        geometry = to_wgs84(polygons[k + 1], grid.crs)
-        centroid = geometry.centroid
-        event_id = _unique(_event_id(int(first[k]), lon, lat), seen)
-        events.append(
-            {
-                "event_id": event_id,
-                "area_ha": round(area_m2 / 1e4, 4),
-                "pixel_count": int(counts[k]),
-                "first_burn_date": iso_date(first[k]),
-                "last_burn_date": iso_date(last[k]),
-                "duration_days": int(last[k] - first[k]) + 1,
-                "confidence_mean": round(float(conf_mean[k]), 6),
-                "confidence_max": round(float(conf_max[k]), 6),
-                "centroid_lon": round(centroid.x, 6),
-                "centroid_lat": round(centroid.y, 6),
-                "geotiff": f"events/{event_id}.tif",
-                "run_id": run_id,
-                "detector": grid.detector,
-                "inputs": grid.inputs,
-            }
-        )
+def _events(
+    grid: BurnedGrid,
+    labels: Any,
+    boxes: list[tuple[slice, slice]],
+    run_id: str,
+    target: EventStore,
+    max_pixel_polygons: int,
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Describe every event; return the events, progression and pixel layers."""
+    attributes, geometries, derived = [], [], []
+    progression: list[list[dict[str, Any]]] = []
+    pixels: list[gpd.GeoDataFrame | None] = []
+    total = 0
+    for window in grid.windows(labels, boxes):
+        rows, cols = window.rows, window.cols
+        areas = pixel_areas_m2(grid.transform, grid.crs, rows, cols)
+        record, geometry, first = _describe(window, areas, grid, run_id)
+        attributes.append(record)
         geometries.append(geometry)
-    return events, geometries
+        derived.append(
+            derive_event_id(first, record["ignition_lon"], record["ignition_lat"])
+        )
+        progression.append(daily_progression("", window, areas, grid.crs, run_id))
+        total += record["pixel_count"]
+        keep = total <= max_pixel_polygons
+        pixels.append(burned_pixels("", window, grid.crs, run_id) if keep else None)
+    if total > max_pixel_polygons:
+        logger.warning(
+            "Run %s has %d event pixels, more than max_pixel_polygons=%d: the "
+            "burned_pixels layer is left empty.",
+            run_id,
+            total,
+            max_pixel_polygons,
+        )
+        pixels = [None] * len(pixels)
+
+    ids = assign_event_ids(derived, geometries, _previous(target, run_id))
+    for event_id, record, days, frame in zip(
+        ids, attributes, progression, pixels, strict=True
+    ):
+        record["event_id"], record["geotiff"] = event_id, f"events/{event_id}.tif"
+        for day in days:
+            day["event_id"] = event_id
+        if frame is not None:
+            frame["event_id"] = event_id
+    events = _events_frame(attributes, geometries)
+    days = [day for event_days in progression for day in event_days]
+    kept = [frame for frame in pixels if frame is not None]
+    return events, progression_frame(days), pixels_frame(kept)
 
 
-def _centre(
-    inside: np.ndarray, rows: slice, cols: slice, transform: Any, to_lonlat: Transformer
+def _describe(
+    window: EventWindow, areas_m2: np.ndarray, grid: BurnedGrid, run_id: str
+) -> tuple[dict[str, Any], MultiPolygon, int]:
+    """Return an event's attributes, EPSG:4326 geometry and first burn day."""
+    inside = window.inside
+    first, last = int(window.date_min[inside].min()), int(window.date_max[inside].max())
+    confidence = np.nan_to_num(window.confidence[inside].astype(np.float64))
+    earliest = inside & (window.dates == window.dates[inside].min())
+    ignition_lon, ignition_lat = _mean_centre(earliest, window, grid)
+    geometry = to_wgs84(_polygon(window), grid.crs)
+    centroid = geometry.centroid
+    record = {
+        "event_id": "",
+        "area_ha": round(float(areas_m2[inside].sum()) / 1e4, 4),
+        "pixel_count": int(inside.sum()),
+        "first_burn_date": iso_date(first),
+        "last_burn_date": iso_date(last),
+        "duration_days": last - first + 1,
+        "confidence_mean": round(float(confidence.mean()), 6),
+        "confidence_max": round(float(confidence.max()), 6),
+        "centroid_lon": round(centroid.x, 6),
+        "centroid_lat": round(centroid.y, 6),
+        "ignition_lon": round(ignition_lon, 6),
+        "ignition_lat": round(ignition_lat, 6),
+        "geotiff": "",
+        "run_id": run_id,
+        "detector": grid.detector,
+        "inputs": grid.inputs,
+    }
+    return record, geometry, first
+
+
+def _polygon(window: EventWindow) -> MultiPolygon:
+    mask = window.inside.astype(np.uint8)
+    polygons = [
+        shape(geometry)
+        for geometry, _ in rasterio.features.shapes(
+            mask, mask=window.inside, connectivity=4, transform=window.transform
+        )
+    ]
+    return as_valid_multipolygon(polygons)
+
+
+def _mean_centre(
+    mask: np.ndarray, window: EventWindow, grid: BurnedGrid
 ) -> tuple[float, float]:
-    """Return the lon/lat of the mean pixel centre of ``inside`` (a window mask)."""
-    r, c = np.nonzero(inside)
-    x, y = transform @ (c.mean() + cols.start + 0.5, r.mean() + rows.start + 0.5)
-    lon, lat = to_lonlat.transform(x, y)
+    """Return the lon/lat of the mean pixel centre of ``mask`` (in the window)."""
+    r, c = np.nonzero(mask)
+    x, y = window.transform @ (float(c.mean()) + 0.5, float(r.mean()) + 0.5)
+    lon, lat = transformer_to_wgs84(grid.crs).transform(x, y)
     return float(lon), float(lat)
 
 
-def _event_id(first_day: int, lon: float, lat: float) -> str:
-    day = (_EPOCH + dt.timedelta(days=first_day)).strftime("%Y%m%d")
-    east = f"{abs(lon):.4f}{'W' if lon < 0 else 'E'}"
-    north = f"{abs(lat):.4f}{'S' if lat < 0 else 'N'}"
-    return f"{day}-{east}-{north}"
+def _previous(target: EventStore, run_id: str) -> gpd.GeoDataFrame | None:
+    """Return the events of other runs in the store, or None."""
+    try:
+        events = target.read("fire_events")
+    except StoreError:
+        return None
+    return events[events["run_id"] != run_id]
 
 
-def _unique(event_id: str, seen: set[str]) -> str:
-    candidate, suffix = event_id, 2
-    while candidate in seen:
-        candidate, suffix = f"{event_id}-{suffix}", suffix + 1
-    seen.add(candidate)
-    return candidate
+def _events_frame(
+    attributes: list[dict[str, Any]], geometries: list[MultiPolygon]
+) -> gpd.GeoDataFrame:
+    if not attributes:
+        empty: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
+        return gpd.GeoDataFrame(empty, geometry=gpd.GeoSeries([], crs=WGS84))
+    return gpd.GeoDataFrame(attributes, geometry=geometries, crs=WGS84)
 
 
 def _write_geotiffs(
-    labels: np.ndarray,
-    events: list[dict[str, Any]],
     grid: BurnedGrid,
+    labels: Any,
+    boxes: list[tuple[slice, slice]],
+    events: gpd.GeoDataFrame,
     outputs: Path,
     run_id: str,
 ) -> list[Path]:
     """Write one COG per event; remove this run's GeoTIFFs of vanished events."""
     folder = outputs / "events"
-    boxes = ndimage.find_objects(labels)
     written = []
-    for k, event in enumerate(events):
-        rows, cols = boxes[k]
-        window_transform = grid.transform @ grid.transform.translation(
-            cols.start, rows.start
-        )
+    windows = grid.windows(labels, boxes)
+    for window, event_id in zip(windows, events["event_id"], strict=True):
         path = write_event_geotiff(
-            folder / f"{event['event_id']}.tif",
-            grid.confidence[rows, cols],
-            grid.dates[rows, cols],
-            labels[rows, cols] == k + 1,
-            window_transform,
+            folder / f"{event_id}.tif",
+            window.confidence,
+            window.dates,
+            window.inside,
+            window.transform,
             grid.crs,
-            tags={"event_id": event["event_id"], "run_id": run_id},
+            tags={"event_id": event_id, "run_id": run_id},
         )
         written.append(path)
     _remove_stale(folder, set(written), run_id)
@@ -345,28 +357,3 @@ def _remove_stale(folder: Path, keep: set[Path], run_id: str) -> None:
         if owner == run_id:
             path.unlink()
             logger.info("Removed %s: its event is gone from run %s.", path, run_id)
-
-
-def _with_schema(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Give an empty events frame the columns and geometry type of the layer."""
-    if not frame.empty:
-        return frame
-    columns = [
-        "event_id",
-        "area_ha",
-        "pixel_count",
-        "first_burn_date",
-        "last_burn_date",
-        "duration_days",
-        "confidence_mean",
-        "confidence_max",
-        "centroid_lon",
-        "centroid_lat",
-        "geotiff",
-        "run_id",
-        "detector",
-        "inputs",
-    ]
-    return gpd.GeoDataFrame(
-        {name: [] for name in columns}, geometry=gpd.GeoSeries([], crs=WGS84)
-    )

@@ -10,6 +10,7 @@ An event's ``area_ha`` is the sum of its pixels' areas, never square degrees.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,6 @@ import rasterio.features
 import shapely
 from pyproj import CRS, Transformer
 from shapely.geometry import MultiPolygon, Polygon, shape
-from shapely.ops import transform as transform_geometry
 
 if TYPE_CHECKING:
     from affine import Affine
@@ -30,6 +30,7 @@ __all__ = [
     "WGS84",
     "as_valid_multipolygon",
     "grid_to_xy",
+    "transformer_to_wgs84",
     "pixel_areas_m2",
     "polygonize_labels",
     "to_wgs84",
@@ -105,13 +106,22 @@ def grid_to_xy(
     return xs, ys
 
 
+def transformer_to_wgs84(crs: CRS) -> Transformer:
+    """Return a (cached) always-xy transformer from ``crs`` to EPSG:4326."""
+    return _transformer(CRS.from_user_input(crs).to_wkt(), WGS84.to_wkt())
+
+
 def to_wgs84(geometry: shapely.Geometry, crs: CRS) -> shapely.Geometry:
     """Reproject a geometry from ``crs`` to EPSG:4326 (lon, lat order), kept valid."""
-    source = CRS.from_user_input(crs)
-    if source.equals(WGS84):
+    if CRS.from_user_input(crs).equals(WGS84):
         return geometry
-    transformer = Transformer.from_crs(source, WGS84, always_xy=True)
-    moved = transform_geometry(transformer.transform, geometry)
+    transformer = transformer_to_wgs84(crs)
+
+    def move(xy: np.ndarray) -> np.ndarray:
+        lon, lat = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([lon, lat])
+
+    moved = shapely.transform(geometry, move)
     if not moved.is_valid:
         moved = _only_polygons(shapely.make_valid(moved))
     return moved
@@ -122,7 +132,9 @@ def _cell_areas(transform: Affine, crs: CRS, rows: slice, cols: slice) -> np.nda
     corner_cols = np.arange(cols.start, cols.stop + 1, dtype=np.float64)
     col_grid, row_grid = np.meshgrid(corner_cols, corner_rows)
     xs, ys = grid_to_xy(transform, col_grid, row_grid)
-    transformer = Transformer.from_crs(crs, EQUAL_AREA_CRS, always_xy=True)
+    transformer = _transformer(
+        CRS.from_user_input(crs).to_wkt(), EQUAL_AREA_CRS.to_wkt()
+    )
     ex, ey = transformer.transform(xs, ys)
     # shift to a local origin so the shoelace products keep their precision
     ex = np.asarray(ex) - ex[0, 0]
@@ -139,6 +151,11 @@ def _cell_areas(transform: Affine, crs: CRS, rows: slice, cols: slice) -> np.nda
         + (x3 * y0 - x0 * y3)
     )
     return np.abs(twice) / 2.0
+
+
+@functools.lru_cache(maxsize=16)
+def _transformer(source_wkt: str, target_wkt: str) -> Transformer:
+    return Transformer.from_crs(source_wkt, target_wkt, always_xy=True)
 
 
 def as_valid_multipolygon(polygons: list[Polygon]) -> MultiPolygon:

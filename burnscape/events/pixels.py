@@ -8,94 +8,84 @@ pixel becomes the quadrilateral of its four corners reprojected to EPSG:4326
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import Transformer
+from pyproj import CRS
 
-from burnscape.events.geometry import WGS84, grid_to_xy
+from burnscape.events.geometry import WGS84, grid_to_xy, transformer_to_wgs84
 from burnscape.events.labels import iso_date
 
 if TYPE_CHECKING:
-    from burnscape.events.extract import BurnedGrid
+    from burnscape.events.grid import EventWindow
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PIXEL_COLUMNS", "burned_pixel_frame"]
+__all__ = ["PIXEL_COLUMNS", "burned_pixels", "pixels_frame"]
 
 PIXEL_COLUMNS = ("event_id", "burn_date", "confidence", "run_id")
 """Attribute columns of the ``burned_pixels`` layer (besides the geometry)."""
 
 
-def burned_pixel_frame(
-    labels: np.ndarray,
-    events: list[dict[str, Any]],
-    grid: BurnedGrid,
-    run_id: str,
-    max_pixels: int,
+def burned_pixels(
+    event_id: str, window: EventWindow, crs: CRS, run_id: str
 ) -> gpd.GeoDataFrame:
-    """Return one EPSG:4326 polygon per pixel of the labelled events.
+    """Return one EPSG:4326 polygon per pixel of an event.
 
     Parameters
     ----------
-    labels
-        (y, x) event labels 1..n, 0 elsewhere; label k is ``events[k - 1]``.
-    events
-        The events' attributes (``event_id`` is used).
-    grid
-        The burned grid (dates, confidence, transform, CRS).
+    event_id
+        The event's id, stored in each row.
+    window
+        The event's window (mask, dates, confidence, transform).
+    crs
+        The grid CRS.
     run_id
         Stored in each row.
-    max_pixels
-        Above this many pixels the frame is returned empty and a warning logged:
-        a layer of millions of polygons helps no map.
 
     Returns
     -------
     geopandas.GeoDataFrame
         Columns ``event_id``, ``burn_date`` (ISO date), ``confidence`` (0-1),
-        ``run_id``; Polygon geometries in EPSG:4326.
+        ``run_id``; Polygon geometries in EPSG:4326, in row-major pixel order.
     """
-    rows, cols = np.nonzero(labels)
-    if rows.size > max_pixels:
-        logger.warning(
-            "Run %s has %d burned pixels, more than max_pixel_polygons=%d: "
-            "the burned_pixels layer is left empty.",
-            run_id,
-            rows.size,
-            max_pixels,
-        )
-        rows, cols = rows[:0], cols[:0]
-    event_ids = np.array([event["event_id"] for event in events] or [""], dtype=object)
-    days = grid.dates[rows, cols]
+    rows, cols = np.nonzero(window.inside)
+    days = window.dates[rows, cols]
     unique_days, day_index = np.unique(days, return_inverse=True)
     iso = np.array([iso_date(day) for day in unique_days], dtype=object)
     table = pd.DataFrame(
         {
-            "event_id": event_ids[labels[rows, cols] - 1] if rows.size else [],
-            "burn_date": iso[day_index] if rows.size else [],
-            "confidence": grid.confidence[rows, cols].astype(np.float64),
-            "run_id": run_id,
+            "event_id": np.full(rows.size, event_id, dtype=object),
+            "burn_date": iso[day_index],
+            "confidence": window.confidence[rows, cols].astype(np.float64),
+            "run_id": np.full(rows.size, run_id, dtype=object),
         }
     )
-    geometry = _pixel_polygons(rows, cols, grid)
+    geometry = _pixel_polygons(rows, cols, window, crs)
     return gpd.GeoDataFrame(table, geometry=geometry, crs=WGS84)
 
 
+def pixels_frame(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    """Concatenate per-event pixel frames into the layer (empty if none)."""
+    if not frames:
+        empty: dict[str, list[object]] = {name: [] for name in PIXEL_COLUMNS}
+        return gpd.GeoDataFrame(empty, geometry=gpd.GeoSeries([], crs=WGS84))
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=WGS84)
+
+
 def _pixel_polygons(
-    rows: np.ndarray, cols: np.ndarray, grid: BurnedGrid
+    rows: np.ndarray, cols: np.ndarray, window: EventWindow, crs: CRS
 ) -> gpd.GeoSeries:
-    """Return the EPSG:4326 quadrilaterals of pixels (row, col)."""
+    """Return the EPSG:4326 quadrilaterals of window pixels (row, col)."""
     corner_cols = cols[:, None] + np.array([0, 1, 1, 0, 0])[None, :]
     corner_rows = rows[:, None] + np.array([0, 0, 1, 1, 0])[None, :]
     xs, ys = grid_to_xy(
-        grid.transform, corner_cols.astype(np.float64), corner_rows.astype(np.float64)
+        window.transform, corner_cols.astype(np.float64), corner_rows.astype(np.float64)
     )
-    if not grid.crs.equals(WGS84):
-        transformer = Transformer.from_crs(grid.crs, WGS84, always_xy=True)
-        xs, ys = transformer.transform(xs, ys)
+    if not CRS.from_user_input(crs).equals(WGS84):
+        xs, ys = transformer_to_wgs84(crs).transform(xs, ys)
     coords = np.stack([np.asarray(xs), np.asarray(ys)], axis=-1).reshape(-1, 5, 2)
     return gpd.GeoSeries(shapely.polygons(coords), crs=WGS84)

@@ -201,3 +201,113 @@ def test_events_command_converts_banet_and_prints_summary(banet_dir, tmp_path):
     assert "fire events written to" in result.output
     events = pyogrio.read_dataframe(tmp_path / "burnscape.gpkg", layer="fire_events")
     assert events.pixel_count.sum() == 1499 and (events.run_id == "mati").all()
+
+
+def test_event_keeps_its_id_as_its_footprint_grows(write_burned, tmp_path):
+    out = tmp_path / "out"
+    day1 = np.full((40, 40), -1, dtype=np.int32)
+    day1[18:21, 18:21] = DAY
+    first = extract_events(write_burned(day1), out, EventsConfig(), run_id="d1")
+    day2 = day1.copy()
+    day2[10:30, 10:30] = np.where(day1[10:30, 10:30] >= 0, DAY, DAY + 1)
+    second = extract_events(write_burned(day2), out, EventsConfig(), run_id="d2")
+    day3 = day2.copy()
+    day3[0:40, 5:35] = np.where(day2[0:40, 5:35] >= 0, day2[0:40, 5:35], DAY + 2)
+    day3[38, 0] = DAY - 3  # a new earlier pixel far away: another event
+    third = extract_events(write_burned(day3), out, EventsConfig(), run_id="d3")
+    assert first.main_event["event_id"] == second.main_event["event_id"]
+    assert third.main_event["event_id"] == first.main_event["event_id"]
+    assert third.n_events == 2
+    events = pyogrio.read_dataframe(third.store, layer="fire_events")
+    assert events.event_id.nunique() == 2
+    assert sorted(events.groupby("event_id").size()) == [1, 3]
+
+
+def test_merging_fires_keep_the_id_of_the_first_to_start(write_burned, tmp_path):
+    out = tmp_path / "out"
+    early = np.full((20, 40), -1, dtype=np.int32)
+    early[5:10, 2:8] = DAY
+    early[5:10, 30:36] = DAY + 3
+    before = extract_events(write_burned(early), out, EventsConfig(), run_id="a")
+    ids = pyogrio.read_dataframe(before.store, layer="fire_events").event_id.tolist()
+    merged = early.copy()
+    merged[6:8, 8:30] = DAY + 4
+    after = extract_events(write_burned(merged), out, EventsConfig(), run_id="b")
+    assert after.n_events == 1
+    assert after.main_event["event_id"] == ids[0]
+
+
+def test_daily_progression_accumulates_area(write_burned, tmp_path):
+    dates = np.full((30, 30), -1, dtype=np.int32)
+    dates[10:15, 10:15] = DAY
+    dates[10:15, 15:25] = DAY + 1
+    dates[15:25, 10:25] = DAY + 3
+    summary = extract_events(write_burned(dates), tmp_path, EventsConfig(), run_id="r")
+    days = pyogrio.read_dataframe(summary.store, layer="daily_progression")
+    assert days.date.tolist() == ["2018-06-09", "2018-06-10", "2018-06-12"]
+    assert days.day_index.tolist() == [0, 1, 3]
+    assert days.pixel_count.tolist() == [25, 50, 150]
+    assert days.cumulative_pixel_count.tolist() == [25, 75, 225]
+    assert days.cumulative_area_ha.iloc[-1] == pytest.approx(
+        summary.main_event["area_ha"]
+    )
+    assert np.diff(days.cumulative_area_ha).min() > 0
+    assert (
+        days.is_valid.all() and (days.event_id == summary.main_event["event_id"]).all()
+    )
+    assert days.geometry.iloc[1].area == pytest.approx(
+        2 * days.geometry.iloc[0].area, rel=1e-3
+    )
+
+
+def test_chunked_extraction_equals_in_memory_extraction(write_burned, tmp_path):
+    rng = np.random.default_rng(5)
+    dates = np.where(
+        rng.random((60, 70)) < 0.25, DAY + rng.integers(0, 40, (60, 70)), -1
+    )
+    burned = write_burned(dates.astype(np.int32))
+    params = EventsConfig(max_distance_px=3, max_gap_days=5, min_pixels=4)
+    whole = extract_events(burned, tmp_path / "a", params, run_id="r", chunked=False)
+    pieces = extract_events(
+        burned, tmp_path / "b", params, run_id="r", chunked=True, chunk_size=24
+    )
+    assert whole.n_events == pieces.n_events > 10
+    for layer in ("fire_events", "daily_progression", "burned_pixels"):
+        a = pyogrio.read_dataframe(whole.store, layer=layer)
+        b = pyogrio.read_dataframe(pieces.store, layer=layer)
+        assert a.drop(columns="geometry").equals(b.drop(columns="geometry")), layer
+        assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all(), layer
+    assert [digest(p) for p in whole.geotiffs] == [digest(p) for p in pieces.geotiffs]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "year", "pixels", "first", "last"),
+    [
+        ("ba100m_PT2017_1", 2017, 53276, "2017-06-17", "2017-06-22"),
+        ("ba100m_PT2018_1", 2018, 30379, "2018-08-03", "2018-08-14"),
+        ("ba100m_Attica2018_1", 2018, 5775, "2018-07-23", "2018-07-25"),
+        ("ba100m_Attica2018_2", 2018, 1499, "2018-07-24", "2018-07-26"),
+        ("ba100m_FRiv2017_1", 2017, 726, "2017-07-25", "2017-07-26"),
+        ("ba100m_FRiv2017_2", 2017, 1961, "2017-07-26", "2017-07-27"),
+    ],
+)
+def test_real_banet_events_match_their_provenance(
+    banet_dir, tmp_path, name, year, pixels, first, last
+):
+    burned = burned_from_banet_geotiff(banet_dir / f"{name}.tif", year)
+    burned.to_zarr(tmp_path / "burned.zarr", mode="w", consolidated=True)
+    summary = extract_events(
+        tmp_path / "burned.zarr", tmp_path, EventsConfig(max_distance_px=8), run_id=name
+    )
+    events = pyogrio.read_dataframe(summary.store, layer="fire_events")
+    assert events.pixel_count.sum() == pixels
+    assert (events.first_burn_date.min(), events.last_burn_date.max()) == (first, last)
+    assert events.is_valid.all()
+    # geodesic area: 0.001 deg pixels are ~111 m tall and 111 m x cos(lat) wide
+    lat = np.radians(events.centroid_lat.iloc[0])
+    assert events.area_ha.sum() == pytest.approx(
+        pixels * 1.11 * 1.113 * np.cos(lat), rel=0.01
+    )
+    days = pyogrio.read_dataframe(summary.store, layer="daily_progression")
+    assert days.groupby("event_id").cumulative_pixel_count.max().sum() == pixels
