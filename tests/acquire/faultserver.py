@@ -296,9 +296,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             step = max(1, int(entry.rate_bps / 20))
             for offset in range(0, len(body), step):
+                if offset:
+                    time.sleep(0.05)
                 self.wfile.write(body[offset : offset + step])
                 self.wfile.flush()
-                time.sleep(0.05)
         except OSError:
             self.close_connection = True
 
