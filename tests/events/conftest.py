@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +18,7 @@ import xarray as xr
 from affine import Affine
 
 from burnscape.utils import find_data_dir
+from tests.conftest import free_port
 
 BurnedWriter = Callable[..., Path]
 UTM_30M = Affine(30.0, 0.0, 600000.0, 0.0, -30.0, 4400000.0)
@@ -84,3 +91,91 @@ def banet_dir() -> Path:
     if folder is None or not folder.is_dir():
         pytest.skip("real data firehr-banet-events not found (set BURNSCAPE_DATA_DIR)")
     return folder
+
+
+def _postgres_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgis_url() -> Iterator[str]:
+    """A PostGIS database on 127.0.0.1: ``$BURNSCAPE_TEST_POSTGIS_URL``, or a
+    throw-away server started from Debian's postgresql and postgis packages."""
+    given = os.environ.get("BURNSCAPE_TEST_POSTGIS_URL")
+    if given:
+        yield given
+        return
+    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL is not installed (Debian: postgresql postgis)")
+    if not glob.glob("/usr/share/postgresql/*/extension/postgis.control"):
+        pytest.skip("PostGIS is not installed (Debian: postgresql-15-postgis-3)")
+    folder = Path(tempfile.mkdtemp(prefix="burnscape-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as 'postgres'
+        shutil.chown(folder, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data, port = folder / "data", free_port()
+    run = functools.partial(
+        subprocess.run, check=True, capture_output=True, timeout=120
+    )
+    run(
+        [
+            *prefix,
+            initdb,
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "burnscape",
+            "--no-sync",
+        ]
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    log = folder / "server.log"
+    run(
+        [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]
+    )
+    try:
+        psql = [_postgres_binary("psql") or "psql", "-h", "127.0.0.1", "-p", str(port)]
+        run(
+            [*psql, "-U", "burnscape", "-d", "postgres", "-c", "CREATE DATABASE events"]
+        )
+        run(
+            [*psql, "-U", "burnscape", "-d", "events", "-c", "CREATE EXTENSION postgis"]
+        )
+        yield f"postgresql://burnscape@127.0.0.1:{port}/events"
+    finally:
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(
+    params=["geopackage", pytest.param("postgis", marks=pytest.mark.integration)]
+)
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty events store of each kind: a GeoPackage path or a PostGIS URL."""
+    if request.param == "geopackage":
+        yield str(tmp_path / "store.gpkg")
+        return
+    url = request.getfixturevalue("postgis_url")
+    yield url
+    import sqlalchemy
+
+    from burnscape.events.postgis import _driver_url
+    from burnscape.events.store import LAYERS
+
+    engine = sqlalchemy.create_engine(_driver_url(url))
+    with engine.begin() as connection:
+        for layer in LAYERS:
+            connection.execute(sqlalchemy.text(f'DROP TABLE IF EXISTS "{layer}"'))
+    engine.dispose()

@@ -1,0 +1,105 @@
+"""The same suite on both events stores: GeoPackage and PostGIS."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from affine import Affine
+from shapely.geometry import MultiPolygon, box
+
+from burnscape.config import EventsConfig
+from burnscape.errors import StoreError
+from burnscape.events import extract_events, open_store
+
+RES = 0.001
+RING = [[0, 1, 1, 0], [1, 0, 0, 1], [1, 0, 0, 1], [0, 1, 1, 0]]
+CHECKERBOARD = [[1, 0], [0, 1]]
+
+
+def frame(run_id: str, names: list[str]) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {
+            "event_id": names,
+            "first_burn_date": ["2020-09-05"] * len(names),
+            "run_id": run_id,
+        },
+        geometry=[MultiPolygon([box(i, 0, i + 0.5, 0.5)]) for i in range(len(names))],
+        crs=4326,
+    )
+
+
+def test_replace_run_never_duplicates(store_location):
+    store = open_store(store_location)
+    store.replace_run("fire_events", "a", frame("a", ["x", "y"]))
+    store.replace_run("fire_events", "b", frame("b", ["z"]))
+    store.replace_run("fire_events", "a", frame("a", ["x", "y", "w"]))
+    everything = store.read("fire_events")
+    assert sorted(everything.event_id) == ["w", "x", "y", "z"]
+    assert store.read("fire_events", run_id="a").event_id.tolist() == ["x", "y", "w"]
+    assert (
+        store.read("fire_events", run_id="b")
+        .geometry.iloc[0]
+        .equals(MultiPolygon([box(0, 0, 0.5, 0.5)]))
+    )
+    assert everything.crs.to_epsg() == 4326
+
+
+def test_replace_run_with_no_rows_empties_the_run(store_location):
+    store = open_store(store_location)
+    store.replace_run("fire_events", "a", frame("a", ["x"]))
+    store.replace_run("fire_events", "a", frame("a", []))
+    assert len(store.read("fire_events")) == 0
+
+
+def test_reading_a_missing_layer_is_a_store_error(store_location):
+    with pytest.raises(StoreError, match="no (layer|table) 'fire_events'"):
+        open_store(store_location).read("fire_events")
+
+
+@pytest.mark.parametrize(("pattern", "pixels"), [(RING, 8), (CHECKERBOARD, 2)])
+def test_handed_patterns_round_trip_through_the_store(
+    pattern, pixels, store_location, write_burned, tmp_path
+):
+    dates = np.where(np.array(pattern, dtype=bool), 17340, -1).astype(np.int32)
+    burned = write_burned(
+        dates, transform=Affine(RES, 0, 10.0, 0, -RES, 45.0), crs="EPSG:4326"
+    )
+    extract_events(
+        burned, tmp_path, EventsConfig(), run_id="handed", store=store_location
+    )
+    events = open_store(store_location).read("fire_events")
+    assert len(events) == 1
+    geometry = events.geometry.iloc[0]
+    assert geometry.is_valid and geometry.geom_type == "MultiPolygon"
+    assert geometry.area == pytest.approx(pixels * RES**2, rel=1e-9)
+    assert events.pixel_count.iloc[0] == pixels
+    cells = open_store(store_location).read("burned_pixels")
+    assert len(cells) == pixels and cells.is_valid.all()
+    assert cells.area.sum() == pytest.approx(pixels * RES**2, rel=1e-9)
+
+
+def test_extract_events_rerun_and_daily_runs_in_store(
+    store_location, write_burned, tmp_path
+):
+    day1 = np.full((30, 30), -1, dtype=np.int32)
+    day1[10:13, 10:13] = 18510  # 2020-09-05
+    day2 = np.where(day1 >= 0, day1, -1)
+    day2[8:20, 8:20] = np.where(day1[8:20, 8:20] >= 0, day1[8:20, 8:20], 18511)
+    for run_id, dates in (("d1", day1), ("d2", day2), ("d2", day2)):
+        summary = extract_events(
+            write_burned(dates),
+            tmp_path,
+            EventsConfig(),
+            run_id=run_id,
+            store=store_location,
+        )
+    assert summary.store == store_location
+    store = open_store(store_location)
+    events = store.read("fire_events")
+    assert events.run_id.tolist() == ["d1", "d2"]
+    assert events.event_id.nunique() == 1
+    assert events.pixel_count.tolist() == [9, 144]
+    days = store.read("daily_progression", run_id="d2")
+    assert days.cumulative_pixel_count.tolist() == [9, 144]
+    assert len(store.read("burned_pixels")) == 9 + 144
