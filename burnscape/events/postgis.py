@@ -16,6 +16,7 @@ import sqlalchemy
 from sqlalchemy.exc import SQLAlchemyError
 
 from burnscape.errors import StoreError
+from burnscape.events.store import DATE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,7 @@ class PostGISStore:
         self._engine = sqlalchemy.create_engine(_driver_url(url), future=True)
 
     def replace_run(self, layer: str, run_id: str, frame: gpd.GeoDataFrame) -> None:
-        """Replace the rows of ``run_id`` in ``layer`` by ``frame`` (one transaction)."""
-        from burnscape.events.store import DATE_COLUMNS
-
+        """Replace the rows of ``run_id`` in ``layer`` by ``frame``, atomically."""
         try:
             with self._engine.begin() as connection:
                 exists = self._exists(connection, layer)
