@@ -168,10 +168,12 @@ def run_workflow(
     )
     start = time.perf_counter()
     try:
+        # Downloads run in-process (bounded threads); the cluster starts only once
+        # there is something to compute, so a failed download leaves no workers.
+        items = _acquire(workflow, folder, mirror, report, echo)
         with open_client(workflow.cluster, scheduler) as client:
             if client.dashboard_link:
                 echo(f"Dask dashboard: {client.dashboard_link}")
-            items = _acquire(workflow, folder, mirror, report, echo)
             _cube(workflow, folder, items, client, report, echo)
             _detect(workflow, folder, client, report, echo)
             _events(workflow, folder, report, echo)
