@@ -106,16 +106,17 @@ def _add_keys(
     connection: Any, layer: str, frame: gpd.GeoDataFrame, date_column: str | None
 ) -> None:
     """Add the serial key and the spatial, run, id and date indexes to a new table."""
+    table = f'"{layer}"'
     statements = [
-        f'ALTER TABLE "{layer}" ADD COLUMN IF NOT EXISTS fid BIGSERIAL PRIMARY KEY'
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS fid BIGSERIAL PRIMARY KEY",
+        f'CREATE INDEX IF NOT EXISTS "idx_{layer}_geometry" ON {table} '
+        "USING GIST (geometry)",
     ]
-    statements.append(
-        f'CREATE INDEX IF NOT EXISTS "idx_{layer}_geometry" ON "{layer}" USING GIST (geometry)'
-    )
     for column in ("run_id", "event_id", date_column):
         if column is not None and column in frame.columns:
             statements.append(
-                f'CREATE INDEX IF NOT EXISTS "idx_{layer}_{column}" ON "{layer}" ("{column}")'
+                f'CREATE INDEX IF NOT EXISTS "idx_{layer}_{column}" '
+                f'ON {table} ("{column}")'
             )
     for statement in statements:
         connection.execute(sqlalchemy.text(statement))
