@@ -172,15 +172,24 @@ def build_app(config: dict[str, Any], openapi: dict[str, Any]) -> Flask:
     @app.route("/processes")
     @app.route("/processes/<process_id>")
     def processes(process_id: str | None = None) -> Response:
-        return run(processes_api.describe_processes, process_id)
+        response = run(processes_api.describe_processes, process_id)
+        return _declare_job_control(response, apis.main)
 
     @app.route("/processes/<process_id>/execution", methods=["POST"])
     def execute_process(process_id: str) -> Response:
+        problem = _execution_problem(request.get_data())
+        if problem is not None:
+            return _error(
+                apis.main, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", problem
+            )
         return run(processes_api.execute_process, process_id)
 
     @app.route("/jobs")
     @app.route("/jobs/<job_id>", methods=["GET", "DELETE"])
     def jobs(job_id: str | None = None) -> Response:
+        error = _check_parameters(request, apis.main)
+        if error is not None:
+            return error
         if job_id is not None and request.method == "DELETE":
             return run(processes_api.delete_job, job_id)
         return run(processes_api.get_jobs, job_id)
@@ -249,6 +258,22 @@ def _parameter_problem(args: Any) -> str | None:
     return None
 
 
+def _execution_problem(body: bytes) -> str | None:
+    """Return what is wrong with an execution request's JSON body, else None."""
+    try:
+        document = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return "the request body must be a JSON execute document"
+    if not isinstance(document, dict):
+        return "the request body must be a JSON object with 'inputs'"
+    for key in ("inputs", "outputs"):
+        if key in document and not isinstance(document[key], dict):
+            return f"'{key}' must be a JSON object"
+    if document.get("response", "raw") not in ("raw", "document"):
+        return "'response' must be 'raw' or 'document'"
+    return None
+
+
 def _check_bbox(text: str) -> None:
     parts = text.split(",")
     if len(parts) not in (4, 6):
@@ -275,6 +300,29 @@ def _check_integer(name: str, text: str, *, minimum: int) -> None:
         raise ValueError(f"{name} must be at most {_MAX_OFFSET}")
 
 
+def _declare_job_control(response: Response, api: API) -> Response:
+    """Advertise each process's own ``jobControlOptions``.
+
+    pygeoapi lists sync-execute for every process; burnscape's workflow
+    process runs only as a job.
+    """
+    body = response.get_json(silent=True) if response.is_json else None
+    if response.status_code != HTTPStatus.OK or not isinstance(body, dict):
+        return response
+    described = body.get("processes", [body])
+    for process in described:
+        if (
+            not isinstance(process, dict)
+            or process.get("id") not in api.manager.processes
+        ):
+            continue
+        metadata = api.manager.get_processor(process["id"]).metadata
+        if "jobControlOptions" in metadata:
+            process["jobControlOptions"] = list(metadata["jobControlOptions"])
+    response.set_data(json.dumps(body))
+    return response
+
+
 def _drop_false_next_link(response: Response) -> Response:
     """Remove pygeoapi's ``next`` link from a last page that happens to be full.
 
@@ -292,7 +340,7 @@ def _drop_false_next_link(response: Response) -> Response:
     body["links"] = [
         link for link in body.get("links", []) if link.get("rel") != "next"
     ]
-    response.set_data(json.dumps(body))
+    response.set_data(json.dumps(body, separators=(",", ":")))
     return response
 
 

@@ -34,6 +34,8 @@ def describe_resource(name: str, resource: dict[str, Any]) -> dict[str, Any] | N
     Only burnscape's own providers are inspected; any other resource (a
     process, a PostGIS collection) is returned unchanged.
     """
+    if resource.get("type") == "process":
+        return _describe_process(name, resource)
     if resource.get("type") != "collection":
         return resource
     providers = resource.get("providers") or []
@@ -44,6 +46,15 @@ def describe_resource(name: str, resource: dict[str, Any]) -> dict[str, Any] | N
         return _describe_gpkg(name, resource, provider)
     if provider.get("name") == _ZARR_PROVIDER:
         return _describe_zarr(name, resource, provider)
+    return resource
+
+
+def _describe_process(name: str, resource: dict[str, Any]) -> dict[str, Any] | None:
+    processor = resource.get("processor") or {}
+    folder = processor.get("workflows_dir")
+    if folder is not None and not any(Path(folder).glob("*.yml")):
+        logger.info("Process %s left out: no workflow templates in %s.", name, folder)
+        return None
     return resource
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "make_server",
     "serve",
     "template_path",
+    "workflows_dir",
     "write_server_config",
 ]
 
@@ -45,6 +46,11 @@ OPENAPI_NAME = "openapi.yml"
 
 _PACKAGED_TEMPLATE = Path(__file__).parent / "templates" / CONFIG_NAME
 _REPO_TEMPLATE = Path(__file__).resolve().parents[2] / CONFIG_NAME
+
+
+def workflows_dir() -> Path:
+    """Return the folder of registered workflow templates (the repository's)."""
+    return _REPO_TEMPLATE.parent / "workflows"
 
 
 def template_path() -> Path:
@@ -120,13 +126,16 @@ def create_app(
         As :func:`write_server_config`.
     """
     from burnscape.publish._app import build_app
+    from burnscape.publish.webmap import webmap_blueprint
 
     config_path = write_server_config(
         Path(outputs), server_url=server_url, template=template
     )
     config = load_config(config_path)
     openapi = yaml.safe_load((config_path.parent / OPENAPI_NAME).read_text())
-    return build_app(config, openapi)
+    app = build_app(config, openapi)
+    app.register_blueprint(webmap_blueprint(config, outputs=Path(outputs)))
+    return app
 
 
 def make_server(
@@ -204,6 +213,7 @@ def _render_template(template: Path, outputs: Path, server_url: str) -> dict[str
     values = {
         "${BURNSCAPE_OUTPUTS}": outputs.as_posix(),
         "${BURNSCAPE_SERVER_URL}": server_url.rstrip("/"),
+        "${BURNSCAPE_WORKFLOWS}": workflows_dir().as_posix(),
     }
     return _substitute(copy.deepcopy(raw), values)
 

@@ -36,6 +36,7 @@ def test_write_server_config_lists_present_collections(outputs_dir):
         "active-fires",
         "burned-area",
         "reflectance",
+        "burnscape-workflow",
     }
     events = config["resources"]["fire-events"]
     assert events["providers"][0]["data"] == str(outputs_dir / "burnscape.gpkg")
@@ -52,7 +53,7 @@ def test_write_server_config_skips_absent_layers(tmp_path):
     config = yaml.safe_load(
         write_server_config(tmp_path, server_url="http://x").read_text()
     )
-    assert set(config["resources"]) == {"burned-area"}
+    assert set(config["resources"]) == {"burned-area", "burnscape-workflow"}
 
 
 def test_write_server_config_refuses_empty_folder(tmp_path):
@@ -298,7 +299,8 @@ def test_publish_never_imports_torch_or_model():
         "import sys, burnscape.publish.server, burnscape.publish._app, "
         "burnscape.publish.commands, burnscape.publish.geopackage, "
         "burnscape.publish.coverage; "
-        "bad = [m for m in sys.modules if m == 'torch' or m.startswith('burnscape.model')]; "
+        "bad = [m for m in sys.modules "
+        "if m == 'torch' or m.startswith('burnscape.model')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run(

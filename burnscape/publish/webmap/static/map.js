@@ -37,6 +37,7 @@
     extent: null,
     pixels: { mode: "none", matched: 0, note: "" },
     selected: null,
+    openFromUrl: false,
   };
 
   // ---------------------------------------------------------------- dates
@@ -166,7 +167,7 @@
     },
   });
   function eventStyle(feature) {
-    const selected = (feature.id ?? feature.properties.event_id) === state.selected;
+    const selected = eventId(feature) === state.selected;
     return {
       color: selected ? "#00bcd4" : "#1a1a1a",
       weight: selected ? 3 : 1.3,
@@ -273,6 +274,19 @@
     const area = features.reduce((sum, f) => sum + Number(f.properties.area_ha || 0), 0);
     setCount("count-events", features.length, number.format(features.length));
     setCount("count-area", area, `${number.format(area)} ha`);
+    if (state.openFromUrl) {
+      // An event named in the page's URL (?event=...) opens once it is on the map.
+      const layer = eventsLayer.getLayers().find((l) => eventId(l.feature) === state.selected);
+      if (layer) {
+        state.openFromUrl = false;
+        layer.openPopup();
+        selectEvent(layer.feature);
+      }
+    }
+  }
+
+  function eventId(feature) {
+    return feature.id ?? feature.properties.event_id;
   }
 
   async function loadPixels(params, signal, generation) {
@@ -455,9 +469,10 @@
   }
 
   async function selectEvent(feature) {
-    const id = feature.id ?? feature.properties.event_id;
+    const id = eventId(feature);
     state.selected = id;
     eventsLayer.setStyle(eventStyle);
+    updateUrl();
     document.getElementById("event-title").textContent = `Selected event ${id}`;
     document.getElementById("event-hint").hidden = true;
     try {
@@ -593,6 +608,7 @@
     query.set("end", state.end);
     query.set("colour", state.colour);
     query.set("bbox", viewBbox());
+    if (state.selected) query.set("event", state.selected);
     history.replaceState(null, "", `${location.pathname}?${query}`);
   }
 
@@ -647,6 +663,8 @@
   async function start() {
     const query = new URLSearchParams(location.search);
     state.colour = query.get("colour") === "confidence" ? "confidence" : "date";
+    state.selected = query.get("event");
+    state.openFromUrl = Boolean(state.selected);
     document.querySelector(`input[name="colour"][value="${state.colour}"]`).checked = true;
     const base = baseLayers[query.get("base")] || countries;
     base.addTo(map);
