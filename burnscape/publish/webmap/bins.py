@@ -7,12 +7,13 @@ holding their centre, and each non-empty cell reports its feature count, the
 mean position of its features, their date range and the mean and maximum of
 one numeric property. The work is one SQL ``GROUP BY`` over the layer's R-tree
 (the envelope centre is the feature centre for pixels and points), so binning
-a million features takes about a second and never decodes a geometry.
+a million features takes about a second; only polygons whose envelope crosses
+the bbox's edge are decoded, to test them exactly.
 
-The bbox and datetime filters mean what they mean in the OGC API: a feature
-is counted when its envelope meets the bbox (exact for axis-aligned pixels and
-points) and its date falls in the interval, so the bins' total equals the
-collection's ``numberMatched`` for the same query.
+The bbox and datetime filters mean what they mean in burnscape's GeoPackage
+provider: a polygon is counted when it intersects the bbox, a point when its
+index envelope meets it, and either when its date falls in the interval, so
+the bins' total equals the collection's ``numberMatched`` for the same query.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import shapely
+
 from burnscape.errors import PublishError
 from burnscape.publish._gpkg import (
     LayerInfo,
     connect_readonly,
+    decode_geometry,
     quote_identifier,
     read_layer_info,
 )
@@ -120,9 +124,12 @@ def bin_layer(
     conn = connect_readonly(path)
     try:
         layer = read_layer_info(conn, table)
-        sql, params = _bins_sql(layer, query, time_field, value_field)
+        exact = "POINT" not in layer.geometry_type
+        sql, params = _bins_sql(layer, query, time_field, value_field, exact=exact)
         try:
             rows = conn.execute(sql, params).fetchall()
+            if exact:
+                rows += _edge_rows(conn, layer, query, time_field, value_field)
         except sqlite3.Error as err:
             raise PublishError(f"binning {table} of {path} failed: {err}") from err
     finally:
@@ -142,8 +149,64 @@ def _bins_sql(
     query: BinQuery,
     time_field: str | None,
     value_field: str | None,
+    *,
+    exact: bool,
 ) -> tuple[str, list[Any]]:
-    """Return the GROUP BY statement of a bins query and its parameters."""
+    """Return the GROUP BY statement of a bins query and its parameters.
+
+    With ``exact``, only features whose envelope lies inside the bbox are
+    grouped (those certainly intersect it); :func:`_edge_rows` adds the others.
+    """
+    select, source, params = _query_parts(layer, query, time_field, value_field)
+    select = (
+        "SELECT CAST((cx - ?) / ? AS INTEGER) AS i, "
+        "CAST((cy - ?) / ? AS INTEGER) AS j, "
+        "count(*), avg(cx), avg(cy), min(day), avg(day), max(day), avg(value), "
+        f"max(value) FROM ({select}{source}"
+    )
+    minx, miny, maxx, maxy = query.bbox
+    if exact:
+        select += " AND r.minx >= ? AND r.maxx <= ? AND r.miny >= ? AND r.maxy <= ?"
+        params += [minx, maxx, miny, maxy]
+    cell_x, cell_y = (maxx - minx) / query.nx, (maxy - miny) / query.ny
+    return f"{select}) GROUP BY i, j", [minx, cell_x, miny, cell_y, *params]
+
+
+def _edge_rows(
+    conn: sqlite3.Connection,
+    layer: LayerInfo,
+    query: BinQuery,
+    time_field: str | None,
+    value_field: str | None,
+) -> list[tuple[Any, ...]]:
+    """Return one cell row per feature crossing the bbox's edge that meets it."""
+    select, source, params = _query_parts(layer, query, time_field, value_field)
+    minx, miny, maxx, maxy = query.bbox
+    sql = (
+        f"{select}, t.{quote_identifier(layer.geometry_column)}{source} "
+        "AND (r.minx < ? OR r.maxx > ? OR r.miny < ? OR r.maxy > ?)"
+    )
+    box = shapely.box(minx, miny, maxx, maxy)
+    cell_x, cell_y = (maxx - minx) / query.nx, (maxy - miny) / query.ny
+    rows: list[tuple[Any, ...]] = []
+    for cx, cy, day, value, blob in conn.execute(
+        sql, [*params, minx, maxx, miny, maxy]
+    ):
+        geometry = decode_geometry(blob)
+        if geometry is None or not geometry.intersects(box):
+            continue
+        i, j = int((cx - minx) // cell_x), int((cy - miny) // cell_y)
+        rows.append((i, j, 1, cx, cy, day, day, day, value, value))
+    return rows
+
+
+def _query_parts(
+    layer: LayerInfo,
+    query: BinQuery,
+    time_field: str | None,
+    value_field: str | None,
+) -> tuple[str, str, list[Any]]:
+    """Return the SELECT of (cx, cy, day, value), its FROM/WHERE and parameters."""
     if layer.rtree is None:
         raise PublishError(
             f"layer {layer.table!r} has no R-tree spatial index; rewrite it with "
@@ -153,15 +216,11 @@ def _bins_sql(
         if name is not None and name not in layer.columns:
             raise PublishError(f"layer {layer.table!r} has no column {name!r}")
     minx, miny, maxx, maxy = query.bbox
-    cell_x, cell_y = (maxx - minx) / query.nx, (maxy - miny) / query.ny
-    centre_x, centre_y = "((r.minx + r.maxx) / 2)", "((r.miny + r.maxy) / 2)"
     day = "NULL" if time_field is None else _day_expression(layer, time_field)
     value = "NULL" if value_field is None else f"t.{quote_identifier(value_field)}"
     select = (
-        f"SELECT CAST(({centre_x} - ?) / ? AS INTEGER) AS i, "
-        f"CAST(({centre_y} - ?) / ? AS INTEGER) AS j, count(*), "
-        f"avg({centre_x}), avg({centre_y}), min({day}), avg({day}), max({day}), "
-        f"avg({value}), max({value})"
+        "SELECT (r.minx + r.maxx) / 2 AS cx, (r.miny + r.maxy) / 2 AS cy, "
+        f"{day} AS day, {value} AS value"
     )
     source = (
         f" FROM {quote_identifier(layer.table)} AS t "
@@ -169,14 +228,14 @@ def _bins_sql(
         f"ON t.{quote_identifier(layer.primary_key)} = r.id "
         "WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?"
     )
-    params: list[Any] = [minx, cell_x, miny, cell_y, maxx, minx, maxy, miny]
+    params: list[Any] = [maxx, minx, maxy, miny]
     if query.interval is not None:
         if time_field is None:
             raise PublishError(f"layer {layer.table!r} has no time field to filter on")
         clause, values = _time_clause(layer, time_field, query.interval)
         source += f" AND {clause}"
         params.extend(values)
-    return f"{select}{source} GROUP BY i, j", params
+    return select, source, params
 
 
 def _day_expression(layer: LayerInfo, column: str) -> str:
