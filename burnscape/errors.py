@@ -73,6 +73,10 @@ class GranuleReadError(CubeError):
     """A granule cannot be read: corrupt file, missing band, unknown format."""
 
 
+class MissingBandError(GranuleReadError):
+    """A granule opens but lacks a band (variable, SDS, asset) the cube needs."""
+
+
 class GridMismatchError(CubeError, ValueError):
     """An existing store's grid or time axis differs from the workflow's region."""
 

@@ -232,25 +232,17 @@ def _cube(
     report: RunReport,
     echo: Callable[[str], None],
 ) -> None:
-    from burnscape.cube.grid import grid_from_region
-    from burnscape.cube.writer import build_cube
+    from burnscape.cube.ingest import ingest_items
 
-    sources = {source.name: source for source in workflow.sources}
-    scenes = [_scene(item, sources[item.source]) for item in items]
     with log_duration("cube", report.timings_s):
-        summary = build_cube(
-            scenes,
-            grid_from_region(workflow.region),
-            folder / "cube.zarr",
-            client,
-            chunk_size=workflow.cube.chunk_size,
-            attrs={"workflow": workflow.name, "region": workflow.region.name},
-        )
+        summary = ingest_items(items, workflow, folder, client)
     report.stages["cube"] = {
         "path": str(summary.path),
         "days_written": summary.days_written,
         "days_already_complete": summary.days_already_complete,
         "days_skipped": summary.days_skipped,
+        "day_status": summary.day_status,
+        "granules_skipped": summary.granules_skipped,
         "valid_pixels": summary.valid_pixels,
     }
     echo(
@@ -374,22 +366,9 @@ def _validate(
 
 def _scene(item: AcquiredItem, source: SourceConfig) -> Scene:
     """Turn a downloaded item into a cube scene, its assets named by band."""
-    from burnscape.cube.readers import BandFile
-    from burnscape.cube.writer import Scene
+    from burnscape.cube.scenes import scene_from_item
 
-    missing = [key for key in source.bands.values() if key not in item.assets]
-    if missing:
-        raise BurnscapeError(
-            f"item {item.id} lacks assets {missing} for bands of source {source.name}"
-        )
-    bands = tuple(
-        BandFile(
-            band, str(item.assets[key]), source.scale, source.offset, source.nodata
-        )
-        for band, key in source.bands.items()
-    )
-    lower, upper = item.time_bounds
-    return Scene(id=item.id, time=lower, time_bounds=(lower, upper), bands=bands)
+    return scene_from_item(item, source)
 
 
 def _run_id(workflow: WorkflowConfig) -> str:

@@ -52,7 +52,9 @@ class Grid:
     @property
     def transform(self) -> Affine:
         """Return the affine transform from (col, row) to (x, y) of pixel corners."""
-        return Affine(self.pixel_size, 0.0, self.x_min, 0.0, -self.pixel_size, self.y_max)
+        return Affine(
+            self.pixel_size, 0.0, self.x_min, 0.0, -self.pixel_size, self.y_max
+        )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -86,7 +88,9 @@ class Grid:
         """Yield tiles of at most ``size`` × ``size`` pixels aligned to ``size``."""
         for y0 in range(0, self.height, size):
             for x0 in range(0, self.width, size):
-                yield Tile(y0, min(y0 + size, self.height), x0, min(x0 + size, self.width))
+                yield Tile(
+                    y0, min(y0 + size, self.height), x0, min(x0 + size, self.width)
+                )
 
     def pixel_area_m2(self) -> float | None:
         """Return a pixel's area in square metres for projected grids, else None."""

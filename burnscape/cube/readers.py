@@ -1,39 +1,76 @@
-"""Cube stage: read one band of a scene onto a tile of the region grid."""
+"""Cube stage: read one band of a granule onto a tile of the region grid.
+
+One reader per product, each applying its own conventions, behind one small
+protocol (:class:`Reader`) and a registry:
+
+========== ============================================ ==========================
+name       product                                      conventions
+========== ============================================ ==========================
+viirs-l1   VIIRS 750 m L1/SDR LAADS subsets (HDF4)      ``raw*Scale+Offset``;
+                                                        fill >= 65527
+vnp09ga    VIIRS VNP09GA/VJ109GA surface refl. (HDF5)   ``(raw-offset)*scale``;
+                                                        QF1 cloud bits
+mod09ga    MODIS MOD09GA/MYD09GA surface refl. (HDF4)   MODIS rule; state_1km
+geotiff    Landsat, Sentinel-2, any GeoTIFF/COG         STAC ``raster:bands``,
+                                                        S2 baseline offset
+========== ============================================ ==========================
+
+A band picks its reader by name (``BandFile.reader``, from the source's
+``options.reader``), else the first whose ``matches`` accepts the media type,
+file name or signature. Every reader regrids onto the workflow grid with
+rasterio (GDAL's warper), whatever the CRS (EPSG:4326, UTM, the MODIS/VIIRS
+sinusoidal sphere) or orientation of the file. Add a product with
+:func:`register_reader`.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
-from rasterio.windows import Window
 
+from burnscape.cube._geotiff import GeoTiffReader
+from burnscape.cube._mod09ga import Mod09gaReader
+from burnscape.cube._registry import (
+    BandFile,
+    Footprint,
+    Reader,
+    get_reader,
+    reader_for,
+    reader_names,
+    register_reader,
+)
+from burnscape.cube._scaling import Convention, Scaling, decode
+from burnscape.cube._viirs_l1 import ViirsL1Reader
+from burnscape.cube._vnp09ga import Vnp09gaReader
 from burnscape.cube.grid import Grid, Tile
-from burnscape.errors import GranuleReadError
 
-__all__ = ["BandFile", "read_band_tile"]
+__all__ = [
+    "BandFile",
+    "Convention",
+    "Footprint",
+    "GeoTiffReader",
+    "Mod09gaReader",
+    "Reader",
+    "Scaling",
+    "ViirsL1Reader",
+    "Vnp09gaReader",
+    "band_files_exist",
+    "decode",
+    "get_reader",
+    "probe_band",
+    "read_band_tile",
+    "read_cloud_tile",
+    "reader_for",
+    "reader_names",
+    "register_reader",
+]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class BandFile:
-    """One band of a scene on disk and how its raw values become physical values.
-
-    ``value = raw * scale + offset``; raw values equal to ``nodata`` are masked
-    (NaN), never scaled.
-    """
-
-    band: str
-    path: str
-    scale: float = 1.0
-    offset: float = 0.0
-    nodata: float | None = None
+for _reader in (ViirsL1Reader(), Vnp09gaReader(), Mod09gaReader(), GeoTiffReader()):
+    register_reader(_reader)
 
 
 def read_band_tile(band: BandFile, grid: Grid, tile: Tile) -> np.ndarray:
@@ -42,7 +79,7 @@ def read_band_tile(band: BandFile, grid: Grid, tile: Tile) -> np.ndarray:
     Parameters
     ----------
     band
-        The file, its scaling and its nodata value.
+        The file, its reader, and (for GeoTIFF) its scaling and nodata value.
     grid
         The region grid.
     tile
@@ -57,64 +94,21 @@ def read_band_tile(band: BandFile, grid: Grid, tile: Tile) -> np.ndarray:
     Raises
     ------
     GranuleReadError
-        The file cannot be opened or read.
+        The file cannot be opened or read, or no reader recognises it.
+    MissingBandError
+        The file lacks the band.
     """
-    window = Window(tile.x0, tile.y0, tile.x1 - tile.x0, tile.y1 - tile.y0)
-    try:
-        with rasterio.open(band.path) as src:
-            nodata = band.nodata if band.nodata is not None else src.nodata
-            if _same_grid(src, grid):
-                raw = src.read(1, window=window, boundless=True, masked=False,
-                               fill_value=nodata if nodata is not None else 0)
-                valid = np.ones(raw.shape, bool) if nodata is None else raw != nodata
-                if nodata is None:
-                    valid &= _inside(src, grid, tile)
-            else:
-                with WarpedVRT(
-                    src,
-                    crs=grid.crs,
-                    transform=grid.transform,
-                    width=grid.width,
-                    height=grid.height,
-                    resampling=Resampling.nearest,
-                    src_nodata=nodata,
-                    add_alpha=nodata is None,
-                ) as vrt:
-                    raw = vrt.read(1, window=window)
-                    if nodata is None:
-                        valid = vrt.read(vrt.count, window=window) > 0
-                    else:
-                        valid = raw != nodata
-    except (RasterioError, OSError) as err:
-        raise GranuleReadError(
-            f"cannot read band {band.band!r} from {band.path}: {err}; "
-            "delete the file and re-run to download it again"
-        ) from err
-    values = raw.astype(np.float32) * np.float32(band.scale) + np.float32(band.offset)
-    values[~valid] = np.nan
-    return values
+    return reader_for(band).read(band, grid, tile)
 
 
-def _same_grid(src: rasterio.DatasetReader, grid: Grid) -> bool:
-    """Tell whether a file shares the grid's CRS, pixel size and pixel alignment."""
-    if src.crs is None or src.crs != rasterio.crs.CRS.from_wkt(grid.crs_wkt):
-        return False
-    ft, gt = src.transform, grid.transform
-    if not (np.isclose(ft.a, gt.a) and np.isclose(ft.e, gt.e) and ft.b == 0 and ft.d == 0):
-        return False
-    col_off = (gt.c - ft.c) / ft.a
-    row_off = (gt.f - ft.f) / ft.e
-    aligned = np.isclose(col_off, round(col_off), atol=1e-3) and np.isclose(
-        row_off, round(row_off), atol=1e-3
-    )
-    return bool(aligned and round(col_off) == 0 and round(row_off) == 0)
+def read_cloud_tile(band: BandFile, grid: Grid, tile: Tile) -> np.ndarray:
+    """Read a product's cloud mask onto a tile (bool, True = cloudy)."""
+    return reader_for(band).read_cloud(band, grid, tile)
 
 
-def _inside(src: rasterio.DatasetReader, grid: Grid, tile: Tile) -> np.ndarray:
-    """Mask of the tile's pixels that fall inside the file's extent."""
-    rows = np.arange(tile.y0, tile.y1)[:, None]
-    cols = np.arange(tile.x0, tile.x1)[None, :]
-    return (rows < src.height) & (cols < src.width)
+def probe_band(band: BandFile) -> Footprint:
+    """Open a band's file, check the band is in it, and return its footprint."""
+    return reader_for(band).probe(band)
 
 
 def band_files_exist(bands: list[BandFile]) -> list[str]:
