@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from burnscape.config import EventsConfig
+
+if TYPE_CHECKING:
+    from burnscape.events.extract import EventsSummary
 
 logger = logging.getLogger(__name__)
 
@@ -15,13 +19,22 @@ __all__ = ["events"]
 
 
 @click.command("events")
-@click.argument("burned", type=click.Path(exists=True, path_type=Path))
+@click.argument("burned", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--outputs",
     "-o",
     type=click.Path(path_type=Path),
-    required=True,
-    help="Outputs folder: events/<event_id>.tif and burnscape.gpkg go here.",
+    default=None,
+    help="Outputs folder: events/<event_id>.tif and burnscape.gpkg go here "
+    "(default with --workflow: the workflow's outputs.folder).",
+)
+@click.option(
+    "--workflow",
+    "-w",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Run a workflow of BA-Net event rasters or active-fire detections "
+    "(e.g. workflows/creek-fire-2020.yml) instead of BURNED.",
 )
 @click.option(
     "--run-id",
@@ -62,8 +75,9 @@ __all__ = ["events"]
     "it is converted to OUTPUTS/burned.zarr first.",
 )
 def events(
-    burned: Path,
-    outputs: Path,
+    burned: Path | None,
+    outputs: Path | None,
+    workflow: Path | None,
     run_id: str | None,
     store: str | None,
     max_distance_px: int,
@@ -73,10 +87,50 @@ def events(
 ) -> None:
     """Delineate fire events in BURNED (a burned.zarr store) and store them.
 
-    Writes the layers fire_events, daily_progression and burned_pixels, and one
-    COG per event in OUTPUTS/events/. Re-running with the same --run-id
-    replaces that run's rows.
+    Writes the layers fire_events, daily_progression and burned_pixels (and
+    active_fires for detections), and one COG per event in OUTPUTS/events/.
+    Re-running with the same --run-id replaces that run's rows.
     """
+    if (burned is None) == (workflow is None):
+        raise click.UsageError("give either BURNED or --workflow")
+    summaries: list[EventsSummary]
+    if workflow is not None:
+        summaries = _run_workflow(workflow, outputs, run_id)
+    else:
+        assert burned is not None
+        if outputs is None:
+            raise click.UsageError("BURNED needs --outputs")
+        params = EventsConfig(
+            max_distance_px=max_distance_px,
+            max_gap_days=max_gap_days,
+            min_pixels=min_pixels,
+        )
+        summaries = [_run_burned(burned, outputs, params, run_id, store, banet_year)]
+    for summary in summaries:
+        main = summary.main_event
+        line = f"{summary.n_events} fire events written to {summary.store}"
+        if main is not None:
+            line += f"; largest {main['event_id']} ({main['area_ha']:.1f} ha)"
+        click.echo(line)
+
+
+def _run_workflow(
+    path: Path, outputs: Path | None, run_id: str | None
+) -> list[EventsSummary]:
+    from burnscape.config import load_workflow
+    from burnscape.events.workflows import run_events_workflow
+
+    return run_events_workflow(load_workflow(path), outputs, run_id=run_id)
+
+
+def _run_burned(
+    burned: Path,
+    outputs: Path,
+    params: EventsConfig,
+    run_id: str | None,
+    store: str | None,
+    banet_year: int | None,
+) -> EventsSummary:
     from burnscape.events.banet import burned_from_banet_geotiff
     from burnscape.events.extract import extract_events
 
@@ -87,16 +141,6 @@ def events(
             target, mode="w", consolidated=True
         )
         burned = target
-    params = EventsConfig(
-        max_distance_px=max_distance_px,
-        max_gap_days=max_gap_days,
-        min_pixels=min_pixels,
-    )
-    summary = extract_events(
+    return extract_events(
         burned, outputs, params, run_id=run_id or outputs.resolve().name, store=store
     )
-    main = summary.main_event
-    line = f"{summary.n_events} fire events written to {summary.store}"
-    if main is not None:
-        line += f"; largest {main['event_id']} ({main['area_ha']:.1f} ha)"
-    click.echo(line)
