@@ -64,6 +64,20 @@ class _Apis:
                     variant_provider["format"] = dict(extra)
                     self.formats[(name, extra["name"].lower())] = API(variant, openapi)
 
+    def coverage_mimetypes(self, dataset: str) -> dict[str, str]:
+        """Return media type -> canonical name of a coverage's native formats."""
+        types: dict[str, str] = {}
+        resource = self.main.config["resources"].get(dataset) or {}
+        for provider in resource.get("providers") or []:
+            if provider.get("type") == "coverage":
+                for fmt in [
+                    provider.get("format"),
+                    *(provider.get("extra_formats") or []),
+                ]:
+                    if fmt and fmt.get("mimetype"):
+                        types[fmt["mimetype"]] = fmt["name"]
+        return types
+
     def coverage_formats(self, dataset: str) -> dict[str, str]:
         """Return lower-case -> canonical names of a coverage's native formats."""
         names: dict[str, str] = {}
@@ -128,7 +142,7 @@ def build_app(config: dict[str, Any], openapi: dict[str, Any]) -> Flask:
     def collection_queryables(collection_id: str) -> Response:
         return run(itemtypes_api.get_collection_queryables, collection_id)
 
-    @app.route("/collections/<path:collection_id>/items")
+    @app.route("/collections/<path:collection_id>/items", methods=["GET", "POST"])
     def collection_items(collection_id: str) -> Response:
         error = _check_parameters(request, apis.main)
         if error is not None:
@@ -147,8 +161,10 @@ def build_app(config: dict[str, Any], openapi: dict[str, Any]) -> Flask:
         error = _check_parameters(request, apis.main)
         if error is not None:
             return error
-        requested = (request.args.get("f") or "").strip()
         formats = apis.coverage_formats(collection_id)
+        requested = (request.args.get("f") or "").strip()
+        if not requested:
+            requested = _format_from_accept(apis.coverage_mimetypes(collection_id))
         canonical = formats.get(requested.lower())
         api = apis.query
         if canonical is not None:
@@ -321,6 +337,14 @@ def _declare_job_control(response: Response, api: API) -> Response:
             process["jobControlOptions"] = list(metadata["jobControlOptions"])
     response.set_data(json.dumps(body))
     return response
+
+
+def _format_from_accept(mimetypes: dict[str, str]) -> str:
+    """Return the native format an ``Accept`` header asks for first, or ''."""
+    for accepted in request.accept_mimetypes.values():
+        if accepted in mimetypes:
+            return mimetypes[accepted]
+    return ""
 
 
 def _drop_false_next_link(response: Response) -> Response:

@@ -9,6 +9,7 @@ the metadata tables (``gpkg_contents``, ``gpkg_geometry_columns``,
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import struct
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ __all__ = [
     "list_feature_tables",
     "quote_identifier",
     "read_layer_info",
+    "time_sql",
+    "time_text",
 ]
 
 # envelope indicator (flags bits 1-3) -> number of doubles in the envelope
@@ -175,6 +178,27 @@ def geometry_envelope(blob: bytes | None) -> tuple[float, float, float, float] |
         return None
     minx, miny, maxx, maxy = geometry.bounds
     return minx, miny, maxx, maxy
+
+
+def time_sql(column: str, *, end: bool = False) -> str:
+    """Return SQL turning a date/date-time column into sortable UTC text.
+
+    The text is ``YYYY-MM-DDTHH:MM:SS.SSS`` (SQLite's ``%f``), offsets
+    applied. A bare date is its day's first millisecond, or with ``end`` its
+    last, so that a day-long record compares as the interval it stands for.
+    """
+    quoted = quote_identifier(column)
+    plain = f"strftime('%Y-%m-%dT%H:%M:%f', {quoted})"
+    if not end:
+        return plain
+    last = f"strftime('%Y-%m-%dT%H:%M:%f', {quoted}, '+1 day', '-0.001 seconds')"
+    return f"(CASE WHEN length({quoted}) = 10 THEN {last} ELSE {plain} END)"
+
+
+def time_text(value: dt.datetime) -> str:
+    """Format an aware datetime as :func:`time_sql` does (UTC, milliseconds)."""
+    utc = value.astimezone(dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}"
 
 
 def quote_identifier(name: str) -> str:

@@ -22,7 +22,6 @@ Configuration (one entry of a collection's ``providers`` list)::
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import sqlite3
@@ -42,6 +41,7 @@ from pygeoapi.provider.base import (
 from pygeoapi.util import crs_transform
 
 from burnscape.errors import StoreError
+from burnscape.publish._cql import CqlError, spatial_predicate, to_sql
 from burnscape.publish._gpkg import (
     LayerInfo,
     connect_readonly,
@@ -49,6 +49,8 @@ from burnscape.publish._gpkg import (
     geometry_envelope,
     quote_identifier,
     read_layer_info,
+    time_sql,
+    time_text,
 )
 from burnscape.publish._time import TimeInterval, parse_datetime_parameter
 
@@ -58,8 +60,6 @@ logger = logging.getLogger(__name__)
 
 _INTEGER_TYPES = ("INT", "INTEGER", "MEDIUMINT", "SMALLINT", "TINYINT", "BIGINT")
 _NUMBER_TYPES = ("REAL", "DOUBLE", "FLOAT", "NUMERIC")
-_JULIAN_UNIX_EPOCH = 2440587.5
-_DAY_END = 1.0 - 1e-9
 
 _local = threading.local()
 _layer_cache: dict[tuple[str, int, str], LayerInfo] = {}
@@ -71,8 +71,9 @@ class GeoPackageProvider(BaseProvider):
 
     Supports bbox (exact intersection, R-tree accelerated), datetime
     (instants, intervals, open ends), limit/offset, property equality
-    filters, sortby, properties selection, skipGeometry, ``resulttype=hits``,
-    get by id and queryables. See the module docstring for the YAML block.
+    filters, CQL2 filters (see :mod:`burnscape.publish._cql`), sortby,
+    properties selection, skipGeometry, ``resulttype=hits``, get by id and
+    queryables. See the module docstring for the YAML block.
     """
 
     def __init__(self, provider_def: dict[str, Any]) -> None:
@@ -132,9 +133,16 @@ class GeoPackageProvider(BaseProvider):
         ProviderQueryError
             The database failed while answering (HTTP 500, detail logged).
         """
-        if filterq is not None:
-            raise ProviderInvalidQueryError(user_msg="CQL filters are not supported")
         where, params = self._where(bbox or [], datetime_, properties or [])
+        if filterq is not None:
+            try:
+                clause, values = to_sql(
+                    filterq, self.layer.columns, self.layer.geometry_column
+                )
+            except CqlError as err:
+                raise ProviderInvalidQueryError(user_msg=str(err)) from err
+            where.append(clause)
+            params.extend(values)
         order = self._order_by(sortby or [])
         exact = bool(bbox) and "POINT" not in self.layer.geometry_type
 
@@ -257,7 +265,7 @@ class GeoPackageProvider(BaseProvider):
         end_col = self.end_time_field or self.time_field
         if self._is_date(start_col) and self._is_date(end_col):
             return _date_clause(start_col, end_col, interval)
-        return _julian_clause(start_col, end_col, interval)
+        return _text_clause(start_col, end_col, interval)
 
     def _order_by(self, sortby: Sequence[dict[str, str]]) -> str:
         terms = []
@@ -439,25 +447,17 @@ def _date_clause(
     return "(" + " AND ".join(clauses) + ")", params
 
 
-def _julian_clause(
+def _text_clause(
     start_col: str, end_col: str, interval: TimeInterval
 ) -> tuple[str, list[Any]]:
-    start = quote_identifier(start_col)
-    end = quote_identifier(end_col)
-    end_expr = f"(julianday({end}) + (length({end}) = 10) * {_DAY_END!r})"
     clauses, params = [], []
     if interval.end is not None:
-        clauses.append(f"julianday({start}) <= ?")
-        params.append(_julian(interval.end))
+        clauses.append(f"{time_sql(start_col)} <= ?")
+        params.append(time_text(interval.end))
     if interval.start is not None:
-        clauses.append(f"{end_expr} >= ?")
-        params.append(_julian(interval.start))
+        clauses.append(f"{time_sql(end_col, end=True)} >= ?")
+        params.append(time_text(interval.start))
     return "(" + " AND ".join(clauses) + ")", params
-
-
-def _julian(value: dt.datetime) -> float:
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (value - epoch).total_seconds() / 86400.0 + _JULIAN_UNIX_EPOCH
 
 
 def _envelope_meets(
@@ -489,6 +489,7 @@ def _connection(path: Path) -> sqlite3.Connection:
         cached[1].close()
     conn = connect_readonly(path)
     conn.create_function("bs_envelope_meets", 5, _envelope_meets, deterministic=True)
+    conn.create_function("bs_spatial", 3, spatial_predicate, deterministic=True)
     connections[key] = (stamp, conn)
     return conn
 
