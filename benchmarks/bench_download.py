@@ -1,0 +1,215 @@
+"""Benchmark burnscape's downloader against a bare requests loop on the same files.
+
+Serves N files of 1-5 MB from burnscape's local STAC mirror (127.0.0.1, in its
+own process), then
+downloads each file with a bare ``requests`` streaming loop and with burnscape's
+:class:`Downloader` (ledger, temp file, sha256 + size check, atomic rename),
+interleaved file by file and sequential, and prints both rates and their ratio. It also
+times the ledger calls the downloader makes per file.
+
+Run: ``.venv/bin/python benchmarks/bench_download.py [--files 200]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import multiprocessing
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from burnscape.acquire import (
+    Downloader,
+    FileRequest,
+    Ledger,
+    MirrorServer,
+    make_session,
+)
+from burnscape.config import SourceConfig
+
+MB = 1 << 20
+
+
+def make_files(folder: Path, count: int, low_mb: float, high_mb: float) -> list[dict]:
+    rng = random.Random(42)
+    files = []
+    for index in range(count):
+        size = rng.randint(int(low_mb * MB), int(high_mb * MB))
+        data = os.urandom(size)
+        name = f"f{index:03d}.bin"
+        (folder / name).write_bytes(data)
+        files.append(
+            {"name": name, "size": size, "sha256": hashlib.sha256(data).hexdigest()}
+        )
+    return files
+
+
+def bare_fetch(
+    session: requests.Session, url: str, dest: Path, digest: bool = False
+) -> float:
+    """Fetch one file with plain requests; return the seconds taken.
+
+    With ``digest`` it also computes the SHA-256 as the bytes arrive (what any
+    verifying downloader must do), to show how much of the gap is hashing.
+    """
+    start = time.perf_counter()
+    hasher = hashlib.sha256()
+    with session.get(url, stream=True, timeout=60) as response:
+        response.raise_for_status()
+        with open(dest / url.rsplit("/", 1)[1], "wb") as handle:
+            for chunk in response.iter_content(1 << 20):
+                handle.write(chunk)
+                if digest:
+                    hasher.update(chunk)
+    return time.perf_counter() - start
+
+
+def burnscape_fetch(downloader: Downloader, request: FileRequest) -> float:
+    """Fetch one file with burnscape's downloader; return the seconds taken."""
+    start = time.perf_counter()
+    result = downloader.fetch(request)
+    elapsed = time.perf_counter() - start
+    if result.state != "verified":
+        raise SystemExit(f"download failed: {result.error}")
+    return elapsed
+
+
+def run_round(
+    urls: list[str], files: list[dict], work: Path, index: int
+) -> tuple[float, float, float]:
+    """Download every file both ways, interleaved file by file (alternating
+    which goes first), so that load from other processes hits both alike."""
+    bare_dir, ours_dir = work / f"bare{index}", work / f"ours{index}"
+    bare_dir.mkdir()
+    bare_total = ours_total = hashed_total = 0.0
+    with make_session() as session, Ledger(work / f"ledger{index}.sqlite") as ledger:
+        downloader = Downloader(ledger, max_workers=1)
+        for position, (url, info) in enumerate(zip(urls, files, strict=True)):
+            request = FileRequest(
+                url=url,
+                path=ours_dir / info["name"],
+                size=info["size"],
+                sha256=info["sha256"],
+            )
+            if position % 2:
+                ours_total += burnscape_fetch(downloader, request)
+                bare_total += bare_fetch(session, url, bare_dir)
+            else:
+                bare_total += bare_fetch(session, url, bare_dir)
+                ours_total += burnscape_fetch(downloader, request)
+            hashed_total += bare_fetch(session, url, bare_dir, digest=True)
+            (bare_dir / info["name"]).unlink()
+            request.path.unlink()
+        downloader.session.close()
+    return bare_total, ours_total, hashed_total
+
+
+def ledger_overhead_ms(folder: Path, count: int = 2000) -> float:
+    """Time find_file + start_file + mark_verified: the ledger calls of one file."""
+    with Ledger(folder / "overhead.sqlite") as ledger:
+        start = time.perf_counter()
+        for index in range(count):
+            path = folder / f"x{index}.bin"
+            ledger.find_file(path)
+            ledger.start_file(path, url=f"http://h/{index}", expected_size=1)
+            ledger.mark_verified(
+                path, url=f"http://h/{index}", size=1, sha256="0" * 64, mtime_ns=index
+            )
+        return (time.perf_counter() - start) / count * 1000
+
+
+def serve(
+    mirror: Path, source: SourceConfig, ready: multiprocessing.Queue[str]
+) -> None:
+    """Run the mirror in its own process (a remote server has its own CPU)."""
+    logging.basicConfig(level=logging.ERROR)
+    with MirrorServer(mirror, [source]) as server:
+        ready.put(server.url)
+        threading.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--min-mb", type=float, default=1.0)
+    parser.add_argument("--max-mb", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-download-"))
+    try:
+        mirror = work / "mirror" / "bench"
+        mirror.mkdir(parents=True)
+        files = make_files(mirror, args.files, args.min_mb, args.max_mb)
+        total = sum(f["size"] for f in files)
+        source = SourceConfig.model_validate(
+            {
+                "kind": "stac",
+                "name": "bench",
+                "collection": "bench",
+                "mirror_folder": "bench",
+                "items": [
+                    {
+                        "id": "all",
+                        "datetime": "2020-01-01T00:00:00Z",
+                        "assets": {
+                            f["name"]: {"path": f["name"], "sha256": f["sha256"]}
+                            for f in files
+                        },
+                    }
+                ],
+            }
+        )
+        context = multiprocessing.get_context("spawn")
+        ready: multiprocessing.Queue[str] = context.Queue()
+        server = context.Process(
+            target=serve, args=(work / "mirror", source, ready), daemon=True
+        )
+        server.start()
+        try:
+            root = ready.get(timeout=120)
+            urls = [f"{root}files/bench/{f['name']}" for f in files]
+            warm = work / "warm"
+            warm.mkdir()
+            with make_session() as session:  # fill the page cache; not counted
+                for url in urls:
+                    bare_fetch(session, url, warm)
+            shutil.rmtree(warm)
+            rounds = [run_round(urls, files, work, i) for i in range(args.rounds)]
+        finally:
+            server.terminate()
+            server.join()
+        overhead = ledger_overhead_ms(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    bare_time = sum(r[0] for r in rounds)
+    ours_time = sum(r[1] for r in rounds)
+    bare_rate = total * args.rounds / MB / bare_time
+    ours_rate = total * args.rounds / MB / ours_time
+    print(
+        f"files: {len(files)}, {total / MB:.0f} MiB, {args.rounds} rounds, "
+        "interleaved file by file"
+    )
+    print(f"bare requests loop: {bare_rate:8.1f} MiB/s  ({bare_time:.2f} s)")
+    hashed_rate = total * args.rounds / MB / sum(r[2] for r in rounds)
+    print(
+        f"bare loop + sha256: {hashed_rate:8.1f} MiB/s  (hashing alone costs "
+        f"{1 - hashed_rate / bare_rate:.0%})"
+    )
+    print(f"burnscape:          {ours_rate:8.1f} MiB/s  ({ours_time:.2f} s)")
+    print(f"ratio burnscape/bare: {ours_rate / bare_rate:.3f}  (target >= 0.9)")
+    print(f"ledger overhead per file: {overhead:.3f} ms  (target < 2 ms)")
+
+
+if __name__ == "__main__":
+    main()
