@@ -103,7 +103,11 @@ def test_bins_summarise_dates_and_confidence_per_cell(small_outputs: Path) -> No
         (GRID_BBOX, "2021-08-02/2021-08-03"),
         ((10.051, 45.033, 10.177, 45.149), None),  # cuts through pixels
         ((10.051, 45.033, 10.177, 45.149), "2021-08-02"),
-        ((10.1, 45.0, 10.35, 45.25), "../2021-08-01"),
+        ((10.1, 45.0, 10.35, 45.25), "../2021-08-02"),
+        # a bare end date ends at the day's last instant, not the next midnight
+        (GRID_BBOX, "2021-08-01/2021-08-02"),
+        # a day-long record meets an interval that starts during its day
+        (GRID_BBOX, "2021-08-02T12:00:00Z/2021-08-03T06:00:00Z"),
     ],
 )
 def test_bins_total_equals_provider_number_matched(

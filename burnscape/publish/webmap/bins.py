@@ -33,6 +33,8 @@ from burnscape.publish._gpkg import (
     decode_geometry,
     quote_identifier,
     read_layer_info,
+    time_sql,
+    time_text,
 )
 from burnscape.publish._time import TimeInterval
 
@@ -246,34 +248,29 @@ def _day_expression(layer: LayerInfo, column: str) -> str:
 def _time_clause(
     layer: LayerInfo, column: str, interval: TimeInterval
 ) -> tuple[str, list[Any]]:
-    """Return the SQL keeping rows whose date falls in ``interval``.
+    """Return the SQL keeping rows whose date meets ``interval``.
 
-    ``DATE`` columns compare as ISO dates (a date is in the interval when its
-    day meets it); other columns as instants (Julian days).
+    As in burnscape's GeoPackage provider: ``DATE`` columns compare as ISO
+    dates, others as UTC text where a bare date lasts its whole day.
     """
-    name = f"t.{quote_identifier(column)}"
     clauses: list[str] = []
     params: list[Any] = []
-    is_date = layer.columns.get(column) == "DATE"
-    if interval.start is not None:
-        clauses.append(f"{name} >= ?" if is_date else f"julianday({name}) >= ?")
-        params.append(
-            interval.start.date().isoformat()
-            if is_date
-            else _julian(interval.start.timestamp())
-        )
-    if interval.end is not None:
-        clauses.append(f"{name} <= ?" if is_date else f"julianday({name}) <= ?")
-        params.append(
-            interval.end.date().isoformat()
-            if is_date
-            else _julian(interval.end.timestamp())
-        )
-    return " AND ".join(clauses) or "1", params
-
-
-def _julian(seconds: float) -> float:
-    return seconds / 86400.0 + _JULIAN_UNIX_EPOCH
+    if layer.columns.get(column) == "DATE":
+        quoted = quote_identifier(column)
+        if interval.end is not None:
+            clauses.append(f"{quoted} <= ?")
+            params.append(interval.end.date().isoformat())
+        if interval.start is not None:
+            clauses.append(f"{quoted} >= ?")
+            params.append(interval.start.date().isoformat())
+    else:
+        if interval.end is not None:
+            clauses.append(f"{time_sql(column)} <= ?")
+            params.append(time_text(interval.end))
+        if interval.start is not None:
+            clauses.append(f"{time_sql(column, end=True)} >= ?")
+            params.append(time_text(interval.start))
+    return "(" + (" AND ".join(clauses) or "1") + ")", params
 
 
 def _assemble(

@@ -52,10 +52,22 @@
 
   // ---------------------------------------------------------------- API
 
-  class ApiError extends Error {}
+  // An API failure: the message says what failed; ``source`` names where.
+  class ApiError extends Error {
+    constructor(message, source) {
+      super(message);
+      this.source = source;
+    }
+  }
 
   function shortUrl(url) {
     return decodeURIComponent(url.replace(location.origin, ""));
+  }
+
+  function sourceOf(url) {
+    const path = new URL(url, location.href).pathname;
+    const match = path.match(/\/collections\/([^/]+)/) || path.match(/\/api\/bins\/([^/]+)/);
+    return match ? match[1] : shortUrl(url);
   }
 
   async function getJson(url, signal) {
@@ -64,7 +76,7 @@
       response = await fetch(url, { signal, headers: { Accept: "application/json" } });
     } catch (err) {
       if (err.name === "AbortError") throw err;
-      throw new ApiError(`cannot reach the API (${shortUrl(url)}): ${err.message}`);
+      throw new ApiError(`cannot reach the API (${err.message})`, sourceOf(url));
     }
     let body = null;
     try {
@@ -74,10 +86,10 @@
     }
     if (!response.ok) {
       const detail = (body && (body.description || body.detail)) || response.statusText;
-      throw new ApiError(`${response.status} for ${shortUrl(url)}: ${detail}`);
+      throw new ApiError(`the API answered ${response.status}: ${detail}`, sourceOf(url));
     }
     if (body === null) {
-      throw new ApiError(`the API answered ${shortUrl(url)} with something other than JSON`);
+      throw new ApiError("the API answered with something other than JSON", sourceOf(url));
     }
     return body;
   }
@@ -211,8 +223,41 @@
     const url = `${settings.mapRoot}/vendor/world-atlas/countries-10m.json`;
     return fetch(url)
       .then((response) => response.json())
-      .then((topo) => countries.addData(topojson.feature(topo, topo.objects.countries)))
+      .then((topo) => {
+        const world = topojson.feature(topo, topo.objects.countries);
+        world.features.forEach(unwrapAntimeridian);
+        countries.addData(world);
+      })
       .catch((err) => console.warn("Country outlines unavailable:", err.message));
+  }
+
+  // Rings crossing the antimeridian (Russia, Fiji) jump by 360° in longitude,
+  // which a flat map draws as lines across the world: make them continuous,
+  // and close a ring around a pole (Antarctica) along the pole.
+  function unwrapAntimeridian(feature) {
+    const geometry = feature.geometry;
+    if (!geometry) return;
+    const polygons = geometry.type === "Polygon" ? [geometry.coordinates]
+      : geometry.type === "MultiPolygon" ? geometry.coordinates : [];
+    for (const polygon of polygons) {
+      polygon.forEach((ring, k) => { polygon[k] = unwrapRing(ring); });
+    }
+  }
+
+  function unwrapRing(ring) {
+    let shift = 0;
+    const out = [ring[0]];
+    for (let k = 1; k < ring.length; k++) {
+      const step = ring[k][0] - ring[k - 1][0];
+      if (step > 180) shift -= 360;
+      if (step < -180) shift += 360;
+      out.push([ring[k][0] + shift, ring[k][1]]);
+    }
+    if (shift !== 0) {
+      const pole = out[0][1] < 0 ? -90 : 90;
+      out.push([out[out.length - 1][0], pole], [out[0][0], pole], out[0]);
+    }
+    return out;
   }
 
   function viewBbox() {
@@ -485,7 +530,7 @@
       drawGrowth(growth, id);
       drawConfidence(pixels, id);
     } catch (err) {
-      showError([err.message]);
+      showError(describeFailures([err]));
     }
   }
 
@@ -556,7 +601,7 @@
   }
 
   function showError(messages) {
-    document.getElementById("error-text").textContent = messages.join(" · ");
+    document.getElementById("error-text").textContent = messages.join("; ");
     document.getElementById("error").hidden = false;
   }
 
@@ -578,15 +623,28 @@
     if (generation !== state.generation) return;
     const failed = results
       .filter((r) => r.status === "rejected" && r.reason?.name !== "AbortError")
-      .map((r) => (r.reason instanceof Error ? r.reason.message : String(r.reason)));
+      .map((r) => r.reason);
     if (failed.length) {
       clearOnError(results);
-      showError([...new Set(failed)]);
+      showError(describeFailures(failed));
       setStatus("error", "API error");
     } else {
       hideError();
       setStatus("ready", `${state.start} to ${state.end}`);
     }
+    updateLegend();
+  }
+
+  // One line per distinct problem, naming the collections it hit.
+  function describeFailures(reasons) {
+    const bySource = new Map();
+    for (const reason of reasons) {
+      const message = reason instanceof Error ? reason.message : String(reason);
+      if (!bySource.has(message)) bySource.set(message, new Set());
+      if (reason?.source) bySource.get(message).add(reason.source);
+    }
+    return [...bySource].map(([message, sources]) =>
+      sources.size ? `${message} (${[...sources].join(", ")})` : message);
   }
 
   function clearOnError(results) {
@@ -596,6 +654,7 @@
     results.forEach((result, k) => {
       if (result.status !== "rejected") return;
       if (layers[k]) layers[k].clearLayers();
+      if (k === 1) state.pixels = { mode: "none", matched: 0, note: "" };
       if (ids[k]) setCount(ids[k], null, "error");
       if (k === 0) setCount("count-area", null, "error");
       if (k === 3) Plotly.purge(document.getElementById("chart-daily"));
@@ -677,7 +736,7 @@
       setRange(query.get("start") || toIso(Date.now() / DAY_MS - 6),
         query.get("end") || toIso(Date.now() / DAY_MS));
       updateLegend();
-      showError([err.message]);
+      showError(describeFailures([err]));
       setStatus("error", "API error");
       return;
     }
