@@ -269,6 +269,8 @@ def _parameter_problem(args: Any) -> str | None:
             _check_integer("limit", args["limit"], minimum=1)
         if "offset" in args:
             _check_integer("offset", args["offset"], minimum=0)
+        if "sortby" in args:
+            _check_sortby(args["sortby"])
     except ValueError as err:
         return str(err)
     return None
@@ -303,6 +305,15 @@ def _check_bbox(text: str) -> None:
     half = len(values) // 2
     if values[1] > values[half + 1]:
         raise ValueError("bbox miny is greater than maxy")
+
+
+def _check_sortby(text: str) -> None:
+    for term in text.split(","):
+        name = term.strip().lstrip("+-")
+        if not name:
+            raise ValueError(
+                f"sortby {text!r}: give comma-separated [+|-]property names"
+            )
 
 
 def _check_integer(name: str, text: str, *, minimum: int) -> None:

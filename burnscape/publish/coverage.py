@@ -327,9 +327,15 @@ def open_store(path: Path) -> xr.Dataset:
         cached = _cache.get(key)
     if cached is not None:
         return cached
-    dataset = xr.open_zarr(
-        path, decode_times=False, mask_and_scale=False, decode_coords="all"
-    )
+    options: dict[str, Any] = {
+        "decode_times": False,
+        "mask_and_scale": False,
+        "decode_coords": "all",
+    }
+    try:
+        dataset = xr.open_zarr(path, consolidated=True, **options)
+    except (KeyError, ValueError, OSError):
+        dataset = xr.open_zarr(path, consolidated=False, **options)
     if "time" in dataset.coords:
         decoded = xr.decode_cf(dataset[["time"]].reset_coords(drop=True))
         dataset = dataset.assign_coords(time=decoded["time"])

@@ -19,6 +19,7 @@ import yaml
 
 from burnscape.errors import PublishError
 from burnscape.publish._extents import describe_resource
+from burnscape.publish._openapi import complete_openapi
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -232,8 +233,17 @@ def _substitute(node: Any, values: dict[str, str]) -> Any:
 def _openapi_document(config_path: Path) -> dict[str, Any]:
     from pygeoapi.openapi import get_oas
 
-    document: dict[str, Any] = get_oas(load_config(config_path))
-    return document
+    config = load_config(config_path)
+    formats: dict[str, list[str]] = {}
+    for name, resource in config.get("resources", {}).items():
+        for provider in resource.get("providers") or []:
+            if provider.get("type") == "coverage":
+                native = [
+                    provider.get("format"),
+                    *(provider.get("extra_formats") or []),
+                ]
+                formats[name] = [fmt["name"] for fmt in native if fmt]
+    return complete_openapi(get_oas(config), formats)
 
 
 def _url_host(host: str) -> str:

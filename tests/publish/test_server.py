@@ -1,3 +1,5 @@
+import json
+import re
 import subprocess
 import sys
 import time
@@ -93,6 +95,27 @@ def test_openapi_document_is_served_and_valid(live_server):
     assert validate_openapi_document(document)
     assert "/collections/fire-events/items" in document["paths"]
     assert "/collections/burned-area/coverage" in document["paths"]
+
+
+def test_openapi_document_is_self_contained(live_server):
+    document = get(live_server, "/openapi", f="json").json()
+    refs = set(re.findall(r'"\$ref": "([^"]+)"', json.dumps(document)))
+    assert refs and all(ref.startswith("#/") for ref in refs)
+
+    def resolve(node):
+        if "$ref" not in node:
+            return node
+        target = document
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        return target
+
+    for ref in refs:
+        resolve({"$ref": ref})
+    coverage = document["paths"]["/collections/burned-area/coverage"]["get"]
+    names = {resolve(p)["name"] for p in coverage["parameters"]}
+    assert {"f", "subset"} <= names
+    assert "413" in coverage["responses"]
 
 
 def test_items_geojson_with_paging_links(live_server):

@@ -725,8 +725,16 @@
     state.selected = query.get("event");
     state.openFromUrl = Boolean(state.selected);
     document.querySelector(`input[name="colour"][value="${state.colour}"]`).checked = true;
-    const base = baseLayers[query.get("base")] || countries;
+    // ?base=plain|countries|<name of a configured tile source>
+    const keys = { plain: "Plain background (offline)", countries: "Countries (offline)" };
+    const base = baseLayers[keys[query.get("base")] || query.get("base")] || countries;
     base.addTo(map);
+    map.on("baselayerchange", (event) => {
+      const key = Object.keys(keys).find((k) => keys[k] === event.name) || event.name;
+      const params = new URLSearchParams(location.search);
+      params.set("base", key);
+      history.replaceState(null, "", `${location.pathname}?${params}`);
+    });
     loadCountries();
     map.fitWorld();
     let described = [];
