@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -86,7 +87,9 @@ def download(
         _finish(results)
         return
     assert workflow is not None
-    _download_workflow(workflow, dest, ledger_path, workers, mirror, no_mirror)
+    _download_workflow(
+        workflow, dest, ledger_path, workers, mirror, no_mirror, progress
+    )
 
 
 @click.command()
@@ -151,6 +154,7 @@ def _download_workflow(
     workers: int,
     mirror: Path | None,
     no_mirror: bool,
+    progress: bool,
 ) -> None:
     from burnscape.acquire.mirror import MirrorServer
     from burnscape.acquire.stac import acquire_source
@@ -173,16 +177,19 @@ def _download_workflow(
                     )
                     continue
                 api_url = server.url if server and source.items else None
+                bar = DownloadProgress(label=source.name) if progress else None
                 try:
-                    items = acquire_source(
-                        source,
-                        config.region,
-                        config.time,
-                        dest or outputs / "downloads",
-                        ledger,
-                        api_url=api_url,
-                        max_workers=workers,
-                    )
+                    with bar or contextlib.nullcontext():
+                        items = acquire_source(
+                            source,
+                            config.region,
+                            config.time,
+                            dest or outputs / "downloads",
+                            ledger,
+                            api_url=api_url,
+                            max_workers=workers,
+                            on_event=bar.on_event if bar else None,
+                        )
                 except AcquireError as err:
                     errors.append(f"{source.name}: {err}")
                     continue

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from burnscape.acquire.stac import STAC_COMMON_NAMES
 from burnscape.config import ItemConfig, SourceConfig
 from burnscape.errors import DataNotFoundError
 
@@ -282,7 +283,8 @@ def _asset(
     href: str,
     meta: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    common = {v: k for k, v in source.bands.items()}.get(key)
+    band = {v: k for k, v in source.bands.items()}.get(key)
+    common = STAC_COMMON_NAMES[band][0] if band and STAC_COMMON_NAMES[band] else None
     media = (
         "image/tiff; application=geotiff"
         if local.suffix.lower() in (".tif", ".tiff")

@@ -79,6 +79,7 @@ class DownloadProgress:
                 self.done += 1
             else:
                 self.failed += 1
+            self.total_files = max(self.total_files, self.done + self.failed)
             if value.state == "skipped" and value.size:
                 self._progress.advance(self._task, value.size)
             self._progress.update(self._task, files=self._files_text())

@@ -41,6 +41,7 @@ from burnscape.errors import (
 )
 
 __all__ = [
+    "STAC_COMMON_NAMES",
     "acquire_source",
     "region_bbox_wgs84",
     "search_items",
@@ -51,6 +52,20 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SHA256_MULTIHASH = "1220"
+
+STAC_COMMON_NAMES: dict[str, tuple[str, ...]] = {
+    "blue": ("blue",),
+    "green": ("green",),
+    "red": ("red",),
+    "nir": ("nir", "nir08"),
+    "swir1": ("swir16",),
+    "swir2": ("swir22",),
+    "mir": (),
+    "tir": ("lwir11", "lwir"),
+}
+"""burnscape band name to the STAC ``eo`` common names that hold it, preferred
+first (the first is what the mirror writes). MIR (about 3.7 um) has no STAC
+common name."""
 
 
 def acquire_source(
@@ -242,31 +257,29 @@ def select_assets(
 ) -> dict[str, tuple[str | None, dict[str, Any] | None]]:
     """Pick an item's assets by the source's ``bands`` mapping.
 
-    An asset is found by its key (``bands`` value) or else by an ``eo:bands``
-    common name equal to the band's name. Without a ``bands`` mapping, every
-    asset with the ``data`` role is taken.
+    An asset is found by its key (the ``bands`` value), else by its single
+    ``eo:bands`` common name (see :data:`STAC_COMMON_NAMES`: ``swir1`` is
+    STAC's ``swir16``), preferring a GeoTIFF over other encodings of the same
+    band. Without a ``bands`` mapping, every asset with the ``data`` role is
+    taken.
 
     Returns
     -------
     dict
-        Asset key to (common name, asset dict or None when the item lacks it).
+        Asset key to (burnscape band name, asset dict or None when the item
+        lacks it).
     """
     assets: dict[str, dict[str, Any]] = feature.get("assets", {})
     if not source.bands:
         return {
-            key: (_common_name(asset), asset)
+            key: (_band_name(_common_name(asset)), asset)
             for key, asset in assets.items()
             if "data" in asset.get("roles", ["data"])
         }
     selected: dict[str, tuple[str | None, dict[str, Any] | None]] = {}
-    for common, key in source.bands.items():
-        if key in assets:
-            selected[key] = (common, assets[key])
-            continue
-        match = next(
-            (k for k, asset in assets.items() if _common_name(asset) == common), None
-        )
-        selected[match or key] = (common, assets[match] if match else None)
+    for band, key in source.bands.items():
+        match = key if key in assets else _match_band(assets, band)
+        selected[match or key] = (band, assets[match] if match else None)
     return selected
 
 
@@ -382,7 +395,7 @@ def _asset_info(
 ) -> dict[str, Any]:
     raster = (asset.get("raster:bands") or [{}])[0]
     return {
-        "common_name": common or _common_name(asset),
+        "common_name": common or _band_name(_common_name(asset)),
         "scale": raster.get("scale", source.scale),
         "offset": raster.get("offset", source.offset),
         "nodata": raster.get("nodata", source.nodata),
@@ -541,6 +554,24 @@ def _self_href(feature: dict[str, Any]) -> str:
 def _common_name(asset: dict[str, Any]) -> str | None:
     bands = asset.get("eo:bands") or []
     return bands[0].get("common_name") if len(bands) == 1 else None
+
+
+def _match_band(assets: dict[str, dict[str, Any]], band: str) -> str | None:
+    """Return the key of the asset holding ``band``, GeoTIFFs first."""
+    for name in STAC_COMMON_NAMES.get(band, (band,)):
+        keys = [key for key, asset in assets.items() if _common_name(asset) == name]
+        if keys:
+            tiffs = [k for k in keys if "tiff" in str(assets[k].get("type", ""))]
+            return (tiffs or keys)[0]
+    return None
+
+
+def _band_name(common: str | None) -> str | None:
+    """Return burnscape's band name for a STAC common name (None if none)."""
+    for band, names in STAC_COMMON_NAMES.items():
+        if common in names:
+            return band
+    return None
 
 
 def _time_bounds(

@@ -23,7 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Route = Callable[[str, dict[str, str]], tuple[int, bytes, dict[str, str]]]
-"""A dynamic route: (path with query, request headers) -> (status, body, headers)."""
+"""A dynamic route: (path with query, request headers) -> (status, body, headers).
+
+A route key ending in "/" matches every path below it; any other matches exactly.
+It is checked before the built-in files and STAC answers. POST bodies are in
+``FaultServer.log``."""
 
 LOGIN_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>Earthdata Login</title></head>"
@@ -178,6 +182,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         path = self.path.split("?")[0]
+        for prefix, handler in state.routes.items():
+            if path == prefix or (
+                len(prefix) > 1 and prefix.endswith("/") and path.startswith(prefix)
+            ):
+                status, payload, headers = handler(self.path, dict(self.headers))
+                self._plain(status, payload, headers)
+                return
         if path == "/":
             self._json(
                 {
@@ -199,11 +210,6 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/search" and self.command == "POST":
             self._search(json.loads(body or b"{}"))
             return
-        for prefix, handler in state.routes.items():
-            if path.startswith(prefix):
-                status, payload, headers = handler(self.path, dict(self.headers))
-                self._plain(status, payload, headers)
-                return
         entry = state.entries.get(path)
         if entry is None:
             self._plain(404, b"not found")

@@ -151,3 +151,36 @@ def test_download_workflow_through_the_mirror(
     status = CliRunner().invoke(main, ["status", str(CHROME2)])
     assert status.exit_code == 0 and "12 verified" in status.output
     assert "Requests recorded: 2 for landsat8-l1" in status.output
+
+
+def test_progress_bar_counts_files_bytes_and_failures(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from burnscape.acquire import Downloader, FileRequest, Ledger
+    from burnscape.acquire.progress import DownloadProgress
+
+    good = make_bytes(300_000, 1)
+    requests_ = [
+        FileRequest(
+            url=server.add("/g.bin", good),
+            path=tmp_path / "g.bin",
+            size=len(good),
+            sha256=hashlib.sha256(good).hexdigest(),
+        ),
+        FileRequest(url=server.url + "missing.bin", path=tmp_path / "m.bin", size=10),
+    ]
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with (
+        Ledger(tmp_path / "l.sqlite") as ledger,
+        DownloadProgress(requests_, label="test", console=console) as bar,
+    ):
+        Downloader(ledger, on_event=bar.on_event).fetch_all(requests_)
+    assert (bar.done, bar.failed, bar.total_files) == (1, 1, 2)
+    text = out.getvalue()
+    assert "1/2 files" in text and "1 failed" in text
+    assert "300.0/300.0 kB" in text  # bytes received of the listed total

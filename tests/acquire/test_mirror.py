@@ -59,6 +59,8 @@ def test_item_footprint_time_and_assets(
     )
     red = post["assets"]["B4"]
     assert red["eo:bands"] == [{"name": "B4", "common_name": "red"}]
+    # burnscape's swir1 is STAC's common name swir16
+    assert post["assets"]["B6"]["eo:bands"] == [{"name": "B6", "common_name": "swir16"}]
     assert red["raster:bands"][0] == {
         "scale": 2e-5,
         "offset": -0.1,
