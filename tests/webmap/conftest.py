@@ -307,6 +307,7 @@ class MapPage:
     page: Any
     console_errors: list[str]
     page_errors: list[str]
+    requested: list[str]
 
     def wait_ready(self, after: int = 0, timeout_ms: int = 90_000) -> str:
         """Wait until a refresh newer than ``after`` ends; return its state."""
@@ -347,7 +348,8 @@ class MapPage:
 def map_page(browser_context: Any) -> Iterator[MapPage]:
     """A new tab collecting console errors and uncaught exceptions."""
     page = browser_context.new_page()
-    tab = MapPage(page, [], [])
+    tab = MapPage(page, [], [], [])
+    page.on("request", lambda request: tab.requested.append(request.url))
     page.on(
         "console",
         lambda m: tab.console_errors.append(m.text) if m.type == "error" else None,

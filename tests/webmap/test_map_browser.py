@@ -78,7 +78,22 @@ def test_map_loads_with_no_javascript_errors(
     assert "(binned)" in map_page.page.inner_text("#count-pixels")
     assert "more than 10,000" in map_page.page.inner_text("#legend")
     assert map_page.page.locator(".leaflet-events-pane path").count() == 19
+    # offline: every file and query goes to burnscape itself, none to a CDN
+    assert {url.split("/")[2] for url in map_page.requested} == {
+        map_server.url.split("/")[2]
+    }
+    assert map_page.page.locator(".leaflet-basemap-pane canvas").count() == 1
     map_page.screenshot("map-default")
+    assert_no_script_errors(map_page)
+
+
+def test_plain_base_map_draws_no_outlines(
+    map_server: MapServer, map_page: MapPage
+) -> None:
+    open_map(map_page, map_server, bbox=PEDROGAO, base="plain", **PEDROGAO_DAYS)
+
+    assert map_page.page.locator(".leaflet-basemap-pane canvas").count() == 0
+    assert map_page.count("events") == 12
     assert_no_script_errors(map_page)
 
 
