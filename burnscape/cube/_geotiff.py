@@ -50,7 +50,16 @@ class GeoTiffReader:
                 raise GranuleReadError(
                     f"{Path(band.path).name} has no CRS; burnscape cannot place it"
                 )
-            return Footprint(src.crs.to_wkt(), tuple(src.bounds))
+            left, bottom, right, top = src.bounds  # bottom > top when south-up
+            return Footprint(
+                src.crs.to_wkt(),
+                (
+                    min(left, right),
+                    min(bottom, top),
+                    max(left, right),
+                    max(bottom, top),
+                ),
+            )
 
     def read(self, band: BandFile, grid: Grid, tile: Tile) -> np.ndarray:
         """Return the band's values on ``tile`` (float32, NaN = no data)."""

@@ -79,16 +79,15 @@ class GriddedReader:
 
     def read_cloud(self, band: BandFile, grid: Grid, tile: Tile) -> np.ndarray:
         """Return the cloud mask on ``tile`` (True = cloudy)."""
-        with self._open(band, self.cloud_variable(band)) as variable:
+        with self._open(band, self.variable_for(band)) as variable:
             cloudy = self._regridded(variable, grid, tile, band, decode_only=False)
         return np.nan_to_num(cloudy, nan=0.0) > 0.5
 
     def variable_for(self, band: BandFile) -> str | None:
-        """Return the dataset holding ``band`` (None: the file's only one)."""
-        return band.variable
+        """Return the dataset holding ``band`` (None: the file's only one).
 
-    def cloud_variable(self, band: BandFile) -> str | None:
-        """Return the QA dataset the cloud mask is decoded from."""
+        The band named ``cloud`` is the product's cloud QA dataset.
+        """
         return band.variable
 
     def cloudy(self, raw: np.ndarray, scaling: Scaling) -> np.ndarray:

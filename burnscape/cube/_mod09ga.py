@@ -60,11 +60,9 @@ class Mod09gaReader(GriddedReader):
 
     def variable_for(self, band: BandFile) -> str | None:
         """Return the band's SDS: as named, else the product default."""
-        return band.variable or DEFAULT_SDS.get(band.band)
-
-    def cloud_variable(self, band: BandFile) -> str | None:
-        """Return the QA SDS (``state_1km_1`` unless named)."""
-        return band.variable or QA_SDS
+        if band.variable:
+            return band.variable
+        return QA_SDS if band.band == "cloud" else DEFAULT_SDS.get(band.band)
 
     def cloudy(self, raw: np.ndarray, scaling: Scaling) -> np.ndarray:
         """Decode state_1km: cloudy or mixed cloud state, or cloud shadow."""

@@ -67,11 +67,9 @@ class Vnp09gaReader(GriddedReader):
 
     def variable_for(self, band: BandFile) -> str | None:
         """Return the band's dataset: as named, else the product default."""
-        return band.variable or DEFAULT_DATASETS.get(band.band)
-
-    def cloud_variable(self, band: BandFile) -> str | None:
-        """Return the QA dataset (``SurfReflect_QF1_1`` unless named)."""
-        return band.variable or QA_DATASET
+        if band.variable:
+            return band.variable
+        return QA_DATASET if band.band == "cloud" else DEFAULT_DATASETS.get(band.band)
 
     def cloudy(self, raw: np.ndarray, scaling: Scaling) -> np.ndarray:
         """Decode QF1 bits 2-3: probably or confidently cloudy."""

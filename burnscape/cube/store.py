@@ -53,6 +53,7 @@ __all__ = [
     "consolidate",
     "create_cube",
     "declare_grid_mapping",
+    "digest_store",
     "finish_day",
     "open_cube",
     "read_days",
@@ -344,6 +345,25 @@ def declare_grid_mapping(path: Path, names: Sequence[str]) -> None:
             sorted(coordinates | {"spatial_ref"})
         )
     zarr.consolidate_metadata(str(path))
+
+
+def digest_store(path: Path) -> dict[str, str]:
+    """Return a SHA-256 per array of a Zarr store: values, shape, dtype, attributes.
+
+    Two stores with equal digests hold identical data and metadata, whatever
+    their chunk files' history (a chunk of fill values may be absent or
+    present). Arrays are read whole: meant for tests and benchmarks.
+    """
+    group = _open(path, "r")
+    digests = {".attrs": _digest(dict(group.attrs))}
+    for name in sorted(group.array_keys()):
+        array = _array(group, name)
+        values = np.ascontiguousarray(array[...])
+        digest = hashlib.sha256(values.tobytes())
+        digest.update(f"{values.dtype}{values.shape}".encode())
+        digest.update(_digest(dict(array.attrs)).encode())
+        digests[name] = digest.hexdigest()
+    return digests
 
 
 # --- creation ------------------------------------------------------------------

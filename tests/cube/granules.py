@@ -23,7 +23,11 @@ SPHERE = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m"
 REFLECTANCE_FILL = -28672
 
 
-def struct_metadata(grids: list[tuple[str, int, int, list[str]]], hdf5: bool) -> str:
+def struct_metadata(
+    grids: list[tuple[str, int, int, list[str]]],
+    hdf5: bool,
+    corners: tuple[tuple[float, float], tuple[float, float]] = (TILE_UL, TILE_LR),
+) -> str:
     """Return an HDF-EOS StructMetadata.0 text for sinusoidal grids."""
     prefix = "HE5_" if hdf5 else ""
     lines = ["GROUP=SwathStructure", "END_GROUP=SwathStructure", "GROUP=GridStructure"]
@@ -33,8 +37,8 @@ def struct_metadata(grids: list[tuple[str, int, int, list[str]]], hdf5: bool) ->
             f'\t\tGridName="{name}"',
             f"\t\tXDim={cols}",
             f"\t\tYDim={rows}",
-            f"\t\tUpperLeftPointMtrs=({TILE_UL[0]:.6f},{TILE_UL[1]:.6f})",
-            f"\t\tLowerRightMtrs=({TILE_LR[0]:.6f},{TILE_LR[1]:.6f})",
+            f"\t\tUpperLeftPointMtrs=({corners[0][0]:.6f},{corners[0][1]:.6f})",
+            f"\t\tLowerRightMtrs=({corners[1][0]:.6f},{corners[1][1]:.6f})",
             f"\t\tProjection={prefix}GCTP_SNSOID",
             "\t\tProjParams=(6371007.181000,0,0,0,0,0,0,0,0,0,0,0,0)",
             "\t\tSphereCode=-1",
@@ -59,7 +63,10 @@ def struct_metadata(grids: list[tuple[str, int, int, list[str]]], hdf5: bool) ->
 
 
 def write_vnp09ga(
-    path: Path, bands: dict[str, np.ndarray], qf1: np.ndarray | None = None
+    path: Path,
+    bands: dict[str, np.ndarray],
+    qf1: np.ndarray | None = None,
+    corners: tuple[tuple[float, float], tuple[float, float]] = (TILE_UL, TILE_LR),
 ) -> Path:
     """Write a VNP09GA-structured HDF5 file (1 km grid ``VNP_Grid_1km_2D``).
 
@@ -75,7 +82,9 @@ def write_vnp09ga(
         info.create_dataset(
             "StructMetadata.0",
             data=np.bytes_(
-                struct_metadata([("VNP_Grid_1km_2D", rows, cols, fields)], True)
+                struct_metadata(
+                    [("VNP_Grid_1km_2D", rows, cols, fields)], True, corners
+                )
             ),
         )
         info.attrs["HDFEOSVersion"] = np.bytes_("HDFEOS_5.1.15")
