@@ -23,7 +23,7 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
-from scipy import ndimage, sparse
+from scipy import sparse
 from scipy.sparse import csgraph
 
 from burnscape.errors import EventsError
@@ -213,28 +213,48 @@ def _label_block(
     labels, count = label_events(dates, distance, gap, min_pixels=1)
     rows, cols = labels.shape
     zarr.open_array(store, mode="r+")[row0 : row0 + rows, col0 : col0 + cols] = labels
-    flat = labels.ravel()
-    nonzero = np.flatnonzero(flat)
-    _, first_local = np.unique(flat[nonzero], return_index=True)
-    r, c = np.divmod(nonzero[first_local], cols)
-    first = (r + row0).astype(np.int64) * width + (c + col0)
-    boxes = np.array(
+    where = np.flatnonzero(labels)
+    local = labels.ravel()[where].astype(np.int64)
+    r, c = np.divmod(where, cols)
+    sizes = np.bincount(local, minlength=count + 1)[1:].astype(np.int64)
+    first = _reduce(np.minimum, local, where, count)  # labels count in raster order
+    first = (first // cols + row0) * width + first % cols + col0
+    boxes = np.stack(
         [
-            (s[0].start + row0, s[0].stop + row0, s[1].start + col0, s[1].stop + col0)
-            for s in ndimage.find_objects(labels)
+            _reduce(np.minimum, local, r, count) + row0,
+            _reduce(np.maximum, local, r, count) + row0 + 1,
+            _reduce(np.minimum, local, c, count) + col0,
+            _reduce(np.maximum, local, c, count) + col0 + 1,
         ],
-        dtype=np.int64,
-    ).reshape(-1, 4)
-    coded = np.where(labels > 0, (np.int64(index) << _SHIFT) | labels, 0)
+        axis=1,
+    )
     d = distance
     strips = {
-        "top": (coded[:d], dates[:d]),
-        "bottom": (coded[-d:], dates[-d:]),
-        "left": (coded[:, :d], dates[:, :d]),
-        "right": (coded[:, -d:], dates[:, -d:]),
+        side: (_code(labels[window], index), dates[window])
+        for side, window in (
+            ("top", np.s_[:d]),
+            ("bottom", np.s_[-d:]),
+            ("left", np.s_[:, :d]),
+            ("right", np.s_[:, -d:]),
+        )
     }
-    sizes = np.bincount(flat, minlength=count + 1)[1:].astype(np.int64)
     return _BlockResult(index, count, sizes, first, boxes, strips)
+
+
+def _reduce(
+    ufunc: np.ufunc, local: np.ndarray, values: np.ndarray, count: int
+) -> np.ndarray:
+    """Reduce ``values`` per local label 1..count with ``ufunc`` (min or max)."""
+    start = np.iinfo(np.int64).max if ufunc is np.minimum else np.iinfo(np.int64).min
+    out = np.full(count + 1, start, dtype=np.int64)
+    ufunc.at(out, local, values.astype(np.int64))
+    return out[1:]
+
+
+def _code(labels: np.ndarray, index: int) -> np.ndarray:
+    """Return labels as block-unique codes: block index in the high 32 bits."""
+    labels = labels.astype(np.int64)
+    return np.where(labels > 0, (np.int64(index) << _SHIFT) | labels, 0)
 
 
 def _seam_pairs(
@@ -278,29 +298,34 @@ def _links_across(
     ``left_*`` are the last columns before the seam, ``right_*`` the first
     columns after it, all spanning the full length of the seam (rows).
     """
-    length = left_codes.shape[0]
-    n_left, n_right = left_codes.shape[1], right_codes.shape[1]
+    length, n_left = left_codes.shape
+    ly, la = np.nonzero(left_codes > 0)
+    if ly.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    codes_a = left_codes[ly, la]
+    dates_a = left_dates[ly, la].astype(np.int64)
     found: list[np.ndarray] = []
-    for a in range(n_left):
-        for b in range(n_right):
-            if (n_left - a) + b > distance:
-                continue
-            for dy in range(-distance, distance + 1):
-                lo, hi = max(0, -dy), min(length, length - dy)
-                if hi <= lo:
-                    continue
-                codes_a = left_codes[lo:hi, a]
-                codes_b = right_codes[lo + dy : hi + dy, b]
-                dates_a = left_dates[lo:hi, a].astype(np.int64)
-                dates_b = right_dates[lo + dy : hi + dy, b].astype(np.int64)
-                linked = (
-                    (codes_a > 0) & (codes_b > 0) & (np.abs(dates_a - dates_b) <= gap)
-                )
-                if linked.any():
-                    found.append(np.stack([codes_a[linked], codes_b[linked]], axis=1))
+    for b in range(right_codes.shape[1]):
+        near = (n_left - la) + b <= distance  # columns apart across the seam
+        for dy in range(-distance, distance + 1):
+            rows = ly + dy
+            ok = near & (rows >= 0) & (rows < length)
+            codes_b = np.where(ok, right_codes[np.clip(rows, 0, length - 1), b], 0)
+            dates_b = right_dates[np.clip(rows, 0, length - 1), b].astype(np.int64)
+            linked = (codes_b > 0) & (np.abs(dates_a - dates_b) <= gap)
+            if linked.any():
+                found.append(np.stack([codes_a[linked], codes_b[linked]], axis=1))
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(found), axis=0)
+    return _unique_pairs(np.concatenate(found))
+
+
+def _unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    """Return the distinct rows of an (n, 2) int64 array (1-D sorts only)."""
+    codes, inverse = np.unique(pairs, return_inverse=True)
+    inverse = inverse.reshape(pairs.shape).astype(np.int64)
+    packed = np.unique(inverse[:, 0] * codes.size + inverse[:, 1])
+    return np.stack([codes[packed // codes.size], codes[packed % codes.size]], axis=1)
 
 
 def _resolve(

@@ -80,10 +80,20 @@ def label_events(
     """
     dates = _check(burn_date, max_distance_px, max_gap_days)
     burned = dates >= 0
-    spatial, n_spatial = label_spatial(burned, max_distance_px)
-    labels = _split_by_date(spatial, n_spatial, dates, max_distance_px, max_gap_days)
-    labels = _drop_small(labels, min_pixels)
-    labels, n = relabel_sequential(labels)
+    where = np.flatnonzero(burned)
+    grown, n_spatial = _label_grown(burned, max_distance_px)
+    owner = grown.ravel()[where].astype(np.int64)
+    del grown
+    owner = _split_by_date(
+        owner,
+        n_spatial,
+        where,
+        dates.ravel()[where].astype(np.int64),
+        dates.shape,
+        max_distance_px,
+        max_gap_days,
+    )
+    labels, n = _number(owner, where, dates.shape, min_pixels)
     logger.debug("Labelled %d events in a %s raster.", n, dates.shape)
     return labels, n
 
@@ -103,14 +113,10 @@ def label_spatial(mask: np.ndarray, max_distance_px: int) -> tuple[np.ndarray, i
     n : int
         Number of labels; every grown component holds a pixel, so 1..n are used.
     """
-    if max_distance_px == 1:
-        labels, n = ndimage.label(mask, structure=_EIGHT)
-        return labels.astype(np.int32, copy=False), int(n)
-    grown = ndimage.maximum_filter(mask, size=max_distance_px, mode="constant")
-    labels, n = ndimage.label(grown, structure=_EIGHT)
-    labels = labels.astype(np.int32, copy=False)
-    labels[~mask] = 0
-    return labels, int(n)
+    labels, n = _label_grown(mask, max_distance_px)
+    if max_distance_px > 1:
+        np.multiply(labels, mask, out=labels)
+    return labels, n
 
 
 def relabel_sequential(labels: np.ndarray) -> tuple[np.ndarray, int]:
@@ -123,18 +129,72 @@ def relabel_sequential(labels: np.ndarray) -> tuple[np.ndarray, int]:
     n : int
         Number of labels.
     """
-    flat = labels.ravel()
-    nonzero = np.flatnonzero(flat)
-    if nonzero.size == 0:
-        return np.zeros(labels.shape, dtype=np.int32), 0
-    values = flat[nonzero]
-    unique, first = np.unique(values, return_index=True)
-    order = np.argsort(first, kind="stable")
+    where = np.flatnonzero(labels)
+    return _number(labels.ravel()[where].astype(np.int64), where, labels.shape, 1)
+
+
+def _label_grown(mask: np.ndarray, max_distance_px: int) -> tuple[np.ndarray, int]:
+    """Label the mask grown by a ``d``×``d`` box (8-connected), unmasked."""
+    grown = mask if max_distance_px == 1 else _dilate(mask, max_distance_px)
+    labels, n = ndimage.label(grown, structure=_EIGHT)
+    return labels.astype(np.int32, copy=False), int(n)
+
+
+def _dilate(mask: np.ndarray, length: int) -> np.ndarray:
+    """Grow each True pixel into the box of ``length`` pixels below-right of it."""
+    out = mask
+    for axis in (0, 1):
+        out = _run_any(out, length, axis)
+    return out
+
+
+def _run_any(values: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Return ``out[i] = any(values[i - length + 1 .. i])`` along ``axis``.
+
+    Runs of doubling length are ORed together (log2(length) passes), so the
+    cost does not grow with the box like a plain maximum filter's.
+    """
+
+    def shifted(step: int) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+        head = [slice(None), slice(None)]
+        tail = [slice(None), slice(None)]
+        head[axis], tail[axis] = slice(step, None), slice(None, -step)
+        return tuple(head), tuple(tail)
+
+    out = values.copy()
+    span = 1
+    while span * 2 <= length:
+        head, tail = shifted(span)
+        out[head] |= out[tail].copy()
+        span *= 2
+    if span < length:
+        head, tail = shifted(length - span)
+        out[head] |= out[tail].copy()
+    return out
+
+
+def _number(
+    owner: np.ndarray, where: np.ndarray, shape: tuple[int, ...], min_pixels: int
+) -> tuple[np.ndarray, int]:
+    """Scatter pixel owners into a label raster numbered by first pixel.
+
+    ``where`` holds the pixels' flat indices in ascending (raster) order and
+    ``owner`` any positive group id per pixel; groups smaller than
+    ``min_pixels`` are dropped.
+    """
+    if min_pixels > 1 and owner.size:
+        keep = np.bincount(owner)[owner] >= min_pixels
+        owner, where = owner[keep], where[keep]
+    out = np.zeros(int(np.prod(shape)), dtype=np.int32)
+    if owner.size == 0:
+        return out.reshape(shape), 0
+    unique, first = np.unique(owner, return_index=True)
     lookup = np.empty(unique.size, dtype=np.int32)
-    lookup[order] = np.arange(1, unique.size + 1, dtype=np.int32)
-    out = np.zeros(flat.size, dtype=np.int32)
-    out[nonzero] = lookup[np.searchsorted(unique, values)]
-    return out.reshape(labels.shape), int(unique.size)
+    lookup[np.argsort(first, kind="stable")] = np.arange(
+        1, unique.size + 1, dtype=np.int32
+    )
+    out[where] = lookup[np.searchsorted(unique, owner)]
+    return out.reshape(shape), int(unique.size)
 
 
 def _check(
@@ -155,32 +215,48 @@ def _check(
 
 
 def _split_by_date(
-    spatial: np.ndarray,
+    owner: np.ndarray,
     n_spatial: int,
+    where: np.ndarray,
     dates: np.ndarray,
+    shape: tuple[int, ...],
     max_distance_px: int,
     max_gap_days: int,
 ) -> np.ndarray:
-    """Refine spatial components whose burn dates span more than the gap."""
-    if n_spatial == 0:
-        return spatial
-    index = np.arange(1, n_spatial + 1)
-    low = ndimage.minimum(dates, spatial, index)
-    high = ndimage.maximum(dates, spatial, index)
-    wide = np.flatnonzero(np.asarray(high) - np.asarray(low) > max_gap_days)
+    """Refine spatial components whose burn dates span more than the gap.
+
+    ``owner`` (spatial label per burned pixel), ``where`` (their flat indices)
+    and ``dates`` (their dates) describe the burned pixels; returns new owners.
+    """
+    if owner.size == 0:
+        return owner
+    low = np.full(n_spatial + 1, np.iinfo(np.int64).max)
+    high = np.full(n_spatial + 1, np.iinfo(np.int64).min)
+    np.minimum.at(low, owner, dates)
+    np.maximum.at(high, owner, dates)
+    present = high >= low  # label 0 and ids absent from owner have no dates
+    wide = np.flatnonzero(
+        present & (high - np.where(present, low, high) > max_gap_days)
+    )
     if wide.size == 0:
-        return spatial
-    labels = spatial.astype(np.int64)
+        return owner
+    owner = owner.copy()
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.stack([wide, wide + 1]))
     next_label = n_spatial + 1
-    slices = ndimage.find_objects(spatial)
-    for k in wide:
-        window = slices[k]
-        inside = spatial[window] == k + 1
-        sub = _components_in_time(inside, dates[window], max_distance_px, max_gap_days)
-        part = labels[window]
-        part[inside] = sub[inside] + next_label - 1
-        next_label += int(sub.max())
-    return labels
+    for start, stop in bounds.T:
+        members = order[start:stop]
+        rows, cols = np.divmod(where[members], shape[1])
+        r0, c0 = rows.min(), cols.min()
+        box = (rows.max() - r0 + 1, cols.max() - c0 + 1)
+        inside = np.zeros(box, dtype=bool)
+        inside[rows - r0, cols - c0] = True
+        box_dates = np.full(box, DATE_FILL, dtype=np.int64)
+        box_dates[rows - r0, cols - c0] = dates[members]
+        parts = _components_in_time(inside, box_dates, max_distance_px, max_gap_days)
+        owner[members] = parts[rows - r0, cols - c0] + next_label - 1
+        next_label += int(parts.max())
+    return owner
 
 
 def _components_in_time(
@@ -226,14 +302,3 @@ def _components_in_time(
     out = np.zeros(inside.shape, dtype=np.int64)
     out[inside] = component + 1
     return out
-
-
-def _drop_small(labels: np.ndarray, min_pixels: int) -> np.ndarray:
-    if min_pixels <= 1:
-        return labels
-    counts = np.bincount(labels.ravel())
-    small = counts < min_pixels
-    small[0] = False
-    if small.any():
-        labels = np.where(small[labels], 0, labels)
-    return labels
