@@ -165,9 +165,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"  chunk-wise peak traced memory {peak_mib:,.0f} MiB "
-        f"(one int32 chunk {chunk_mib:,.0f} MiB, raster {dates.nbytes / 2**20:,.0f} MiB)"
+        f"(one int32 chunk {chunk_mib:,.0f} MiB, "
+        f"raster {dates.nbytes / 2**20:,.0f} MiB)"
     )
-    del labels, burned
+    del labels
 
     crop = dates if args.crop <= 0 else dates[: args.crop, : args.crop]
     fire_split, mine = _against_fire_split(crop, args.distance, args.gap)
@@ -177,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  chunk-wise  / floor           {chunked / floor:6.2f}x   (target <= 3)")
     if fire_split is not None:
         print(
-            f"  fire-split  / burnscape (crop {crop.shape[0]}²) {fire_split / mine:6.1f}x"
-            "   (target >= 10)"
+            f"  fire-split  / burnscape (crop {crop.shape[0]}²) "
+            f"{fire_split / mine:6.1f}x   (target >= 10)"
         )
 
 
