@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -17,6 +18,9 @@ from burnscape.acquire.ledger import FileRecord, Ledger, RequestRecord
 from burnscape.acquire.manifest import download_manifest, read_manifest
 from burnscape.acquire.progress import DownloadProgress
 from burnscape.errors import AcquireError
+
+if TYPE_CHECKING:
+    from burnscape.config import SourceConfig, WorkflowConfig
 
 __all__ = ["download", "status"]
 
@@ -157,7 +161,6 @@ def _download_workflow(
     progress: bool,
 ) -> None:
     from burnscape.acquire.mirror import MirrorServer
-    from burnscape.acquire.stac import acquire_source
     from burnscape.config import load_workflow
     from burnscape.pipeline import resolve_mirror
 
@@ -171,30 +174,20 @@ def _download_workflow(
     try:
         with Ledger(ledger_path or outputs / LEDGER_NAME) as ledger:
             for source in config.sources:
-                if source.kind != "stac":
-                    errors.append(
-                        f"{source.name}: kind {source.kind} is not handled here"
-                    )
-                    continue
-                api_url = server.url if server and source.items else None
-                bar = DownloadProgress(label=source.name) if progress else None
                 try:
-                    with bar or contextlib.nullcontext():
-                        items = acquire_source(
+                    click.echo(
+                        _download_source(
                             source,
-                            config.region,
-                            config.time,
+                            config,
                             dest or outputs / "downloads",
                             ledger,
-                            api_url=api_url,
-                            max_workers=workers,
-                            on_event=bar.on_event if bar else None,
+                            server.url if server and source.items else None,
+                            workers,
+                            progress,
                         )
+                    )
                 except AcquireError as err:
                     errors.append(f"{source.name}: {err}")
-                    continue
-                files = sum(len(item.assets) for item in items)
-                click.echo(f"{source.name}: {len(items)} items, {files} files verified")
     finally:
         if server is not None:
             server.stop()
@@ -202,6 +195,48 @@ def _download_workflow(
         for line in errors:
             click.echo(line, err=True)
         raise click.ClickException(f"{len(errors)} source(s) not fully downloaded")
+
+
+def _download_source(
+    source: SourceConfig,
+    config: WorkflowConfig,
+    dest: Path,
+    ledger: Ledger,
+    api_url: str | None,
+    workers: int,
+    progress: bool,
+) -> str:
+    """Acquire one workflow source by its kind; return a one-line summary."""
+    from burnscape.acquire.firms import acquire_firms
+    from burnscape.acquire.laads import acquire_laads
+    from burnscape.acquire.stac import acquire_source
+
+    if source.kind == "firms":
+        frame = acquire_firms(source, config.region, config.time, dest, ledger)
+        return f"{source.name}: {len(frame)} active-fire detections"
+    if source.kind == "laads":
+        items = acquire_laads(
+            source, config.region, config.time, dest, ledger, max_workers=workers
+        )
+        return f"{source.name}: {len(items)} granules verified"
+    if source.kind != "stac":
+        raise AcquireError(
+            f"kind {source.kind} is downloaded with --manifest, not from a workflow"
+        )
+    bar = DownloadProgress(label=source.name) if progress else None
+    with bar or contextlib.nullcontext():
+        items = acquire_source(
+            source,
+            config.region,
+            config.time,
+            dest,
+            ledger,
+            api_url=api_url,
+            max_workers=workers,
+            on_event=bar.on_event if bar else None,
+        )
+    files = sum(len(item.assets) for item in items)
+    return f"{source.name}: {len(items)} items, {files} files verified"
 
 
 def _finish(results: Sequence[DownloadResult]) -> None:

@@ -14,16 +14,26 @@ import datetime as dt
 import json
 import logging
 import mimetypes
-import re
 import threading
 from collections.abc import Sequence
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import quote
 
+from burnscape.acquire._mirror_http import (
+    CONFORMANCE,
+    DEFAULT_LIMIT,
+    GEOJSON,
+    MAX_LIMIT,
+    MirrorHandler,
+    as_list,
+    bbox_intersects,
+    parse_bbox,
+    parse_datetime,
+    time_intersects,
+)
 from burnscape.acquire.stac import STAC_COMMON_NAMES
 from burnscape.config import ItemConfig, SourceConfig
 from burnscape.errors import DataNotFoundError
@@ -32,26 +42,12 @@ __all__ = ["CONFORMANCE", "MirrorServer", "build_items"]
 
 logger = logging.getLogger(__name__)
 
-CONFORMANCE = (
-    "https://api.stacspec.org/v1.0.0/core",
-    "https://api.stacspec.org/v1.0.0/item-search",
-    "https://api.stacspec.org/v1.0.0/collections",
-    "https://api.stacspec.org/v1.0.0/ogcapi-features",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-)
-"""The conformance classes the mirror implements."""
-
 _EXTENSIONS = [
     "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
     "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "https://stac-extensions.github.io/file/v2.1.0/schema.json",
     "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
 ]
-_DEFAULT_LIMIT = 10
-_MAX_LIMIT = 1000
-_GEOJSON = "application/geo+json"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 class MirrorServer:
@@ -111,7 +107,7 @@ class MirrorServer:
         """Build the catalogue, bind the port and serve in a daemon thread."""
         if self._server is not None:
             return self
-        handler = type("_BoundHandler", (_Handler,), {"mirror": self})
+        handler = type("_BoundHandler", (MirrorHandler,), {"mirror": self})
         self._server = ThreadingHTTPServer((self.host, self.port), handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
@@ -168,6 +164,50 @@ class MirrorServer:
             self.items.extend(items)
             self.collections[collection_id] = _collection(source, items, self.url)
 
+    def landing_page(self) -> dict[str, Any]:
+        """Return the API's landing page: a STAC Catalog with its links."""
+        base = self.url
+        links = [
+            {"rel": "self", "type": "application/json", "href": base},
+            {"rel": "root", "type": "application/json", "href": base},
+            {"rel": "data", "type": "application/json", "href": base + "collections"},
+            {
+                "rel": "conformance",
+                "type": "application/json",
+                "href": base + "conformance",
+            },
+            {
+                "rel": "search",
+                "type": GEOJSON,
+                "href": base + "search",
+                "method": "GET",
+            },
+            {
+                "rel": "search",
+                "type": GEOJSON,
+                "href": base + "search",
+                "method": "POST",
+            },
+        ]
+        links += [
+            {
+                "rel": "child",
+                "type": "application/json",
+                "title": cid,
+                "href": f"{base}collections/{quote(cid)}",
+            }
+            for cid in self.collections
+        ]
+        return {
+            "type": "Catalog",
+            "id": "burnscape-mirror",
+            "title": "burnscape local mirror",
+            "description": f"Files of {self.mirror_dir} served as a STAC API.",
+            "stac_version": "1.0.0",
+            "conformsTo": list(CONFORMANCE),
+            "links": links,
+        }
+
     def search(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
         """Filter the items by search parameters; return the page, matched, offset.
 
@@ -176,11 +216,11 @@ class MirrorServer:
         ValueError
             A parameter is malformed (answered as HTTP 400).
         """
-        bbox = _parse_bbox(params.get("bbox"))
-        interval = _parse_datetime(params.get("datetime"))
-        collections = _as_list(params.get("collections"))
-        ids = _as_list(params.get("ids"))
-        limit = min(int(params.get("limit") or _DEFAULT_LIMIT), _MAX_LIMIT)
+        bbox = parse_bbox(params.get("bbox"))
+        interval = parse_datetime(params.get("datetime"))
+        collections = as_list(params.get("collections"))
+        ids = as_list(params.get("ids"))
+        limit = min(int(params.get("limit") or DEFAULT_LIMIT), MAX_LIMIT)
         offset = int(params.get("token") or 0)
         if limit < 1 or offset < 0:
             raise ValueError("limit must be positive and token non-negative")
@@ -189,8 +229,8 @@ class MirrorServer:
             for item in self.items
             if (not collections or item["collection"] in collections)
             and (not ids or item["id"] in ids)
-            and (bbox is None or _bbox_intersects(item.get("bbox"), bbox))
-            and (interval is None or _time_intersects(item["properties"], interval))
+            and (bbox is None or bbox_intersects(item.get("bbox"), bbox))
+            and (interval is None or time_intersects(item["properties"], interval))
         ]
         return matched[offset : offset + limit], len(matched), offset
 
@@ -255,7 +295,7 @@ def _item(
         "geometry": footprint["geometry"] if footprint else None,
         "properties": properties,
         "links": [
-            {"rel": "self", "type": _GEOJSON, "href": self_href},
+            {"rel": "self", "type": GEOJSON, "href": self_href},
             {
                 "rel": "parent",
                 "type": "application/json",
@@ -354,44 +394,10 @@ def _collection(
         },
         "links": [
             {"rel": "self", "type": "application/json", "href": href},
-            {"rel": "items", "type": _GEOJSON, "href": href + "/items"},
+            {"rel": "items", "type": GEOJSON, "href": href + "/items"},
             {"rel": "parent", "type": "application/json", "href": base_url},
             {"rel": "root", "type": "application/json", "href": base_url},
         ],
-    }
-
-
-def _landing(mirror: MirrorServer) -> dict[str, Any]:
-    base = mirror.url
-    links = [
-        {"rel": "self", "type": "application/json", "href": base},
-        {"rel": "root", "type": "application/json", "href": base},
-        {"rel": "data", "type": "application/json", "href": base + "collections"},
-        {
-            "rel": "conformance",
-            "type": "application/json",
-            "href": base + "conformance",
-        },
-        {"rel": "search", "type": _GEOJSON, "href": base + "search", "method": "GET"},
-        {"rel": "search", "type": _GEOJSON, "href": base + "search", "method": "POST"},
-    ]
-    links += [
-        {
-            "rel": "child",
-            "type": "application/json",
-            "title": cid,
-            "href": f"{base}collections/{quote(cid)}",
-        }
-        for cid in mirror.collections
-    ]
-    return {
-        "type": "Catalog",
-        "id": "burnscape-mirror",
-        "title": "burnscape local mirror",
-        "description": f"Files of {mirror.mirror_dir} served as a STAC API.",
-        "stac_version": "1.0.0",
-        "conformsTo": list(CONFORMANCE),
-        "links": links,
     }
 
 
@@ -437,328 +443,8 @@ def _transform_xy(transformer: Any, xy: Any) -> Any:
     return np.column_stack([x, y])
 
 
-# --- query parsing ----------------------------------------------------------------
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [part for part in value.split(",") if part]
-    return [str(part) for part in value]
-
-
-def _parse_bbox(value: Any) -> tuple[float, float, float, float] | None:
-    if value is None or value == "":
-        return None
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    numbers = [float(part) for part in parts]
-    if len(numbers) == 6:
-        numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
-    if len(numbers) != 4 or numbers[1] > numbers[3]:
-        raise ValueError("bbox must be west,south,east,north")
-    return (numbers[0], numbers[1], numbers[2], numbers[3])
-
-
-def _parse_datetime(value: Any) -> tuple[dt.datetime | None, dt.datetime | None] | None:
-    if value is None or value == "":
-        return None
-    text = str(value)
-    if "/" not in text:
-        instant = _parse_instant(text)
-        return instant, instant
-    start_text, end_text = text.split("/", 1)
-    start = None if start_text in ("", "..") else _parse_instant(start_text)
-    end = None if end_text in ("", "..") else _parse_instant(end_text)
-    if start is None and end is None:
-        raise ValueError("datetime interval must have at least one closed end")
-    if start and end and end < start:
-        raise ValueError("datetime interval ends before it starts")
-    return start, end
-
-
-def _parse_instant(text: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return (
-        value.replace(tzinfo=dt.UTC)
-        if value.tzinfo is None
-        else value.astimezone(dt.UTC)
-    )
-
-
-def _bbox_intersects(item_bbox: list[float] | None, query: tuple[float, ...]) -> bool:
-    if not item_bbox:
-        return False
-    west, south, east, north = query
-    if west > east:  # crosses the antimeridian
-        return _bbox_intersects(item_bbox, (west, south, 180.0, north)) or (
-            _bbox_intersects(item_bbox, (-180.0, south, east, north))
-        )
-    return not (
-        item_bbox[2] < west
-        or item_bbox[0] > east
-        or item_bbox[3] < south
-        or item_bbox[1] > north
-    )
-
-
-def _time_intersects(
-    properties: dict[str, Any], interval: tuple[dt.datetime | None, dt.datetime | None]
-) -> bool:
-    start = _parse_instant(properties.get("start_datetime") or properties["datetime"])
-    end = _parse_instant(properties.get("end_datetime") or properties["datetime"])
-    query_start, query_end = interval
-    return (query_end is None or start <= query_end) and (
-        query_start is None or end >= query_start
-    )
-
-
 def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- HTTP handler ----------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Routes of the mirror; ``mirror`` is bound on a subclass per server."""
-
-    mirror: MirrorServer
-    protocol_version = "HTTP/1.1"
-    server_version = "burnscape-mirror"
-
-    def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
-        self._route(head=False)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._route(head=True)
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.mirror.request_log.append(("POST", self.path))
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b"{}"
-        if parts.path.rstrip("/") != "/search":
-            self._json({"code": "NotFound", "description": "no such route"}, 404)
-            return
-        try:
-            body = json.loads(raw or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError("the search body must be a JSON object")
-            self._search(body, method="POST")
-        except (ValueError, TypeError) as err:
-            self._json({"code": "BadRequest", "description": str(err)}, 400)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        logger.debug("mirror %s - %s", self.address_string(), format % args)
-
-    def _route(self, head: bool) -> None:
-        self.mirror.request_log.append(("HEAD" if head else "GET", self.path))
-        parts = urlsplit(self.path)
-        path = unquote(parts.path)
-        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        mirror = self.mirror
-        segments = [segment for segment in path.split("/") if segment]
-        try:
-            if parts.path in mirror.files:
-                self._file(mirror.files[parts.path], head)
-            elif not segments:
-                self._json(_landing(mirror), head=head)
-            elif segments == ["conformance"]:
-                self._json({"conformsTo": list(CONFORMANCE)}, head=head)
-            elif segments == ["search"]:
-                self._search(query, method="GET", head=head)
-            elif segments == ["collections"]:
-                self._json(
-                    {
-                        "collections": list(mirror.collections.values()),
-                        "links": [
-                            {
-                                "rel": "self",
-                                "type": "application/json",
-                                "href": mirror.url + "collections",
-                            },
-                            {
-                                "rel": "root",
-                                "type": "application/json",
-                                "href": mirror.url,
-                            },
-                        ],
-                    },
-                    head=head,
-                )
-            elif segments[0] == "collections" and segments[1] in mirror.collections:
-                self._collection_route(segments, query, head)
-            else:
-                self._json(
-                    {"code": "NotFound", "description": "no such route"}, 404, head
-                )
-        except (ValueError, TypeError) as err:
-            self._json({"code": "BadRequest", "description": str(err)}, 400, head)
-        except (BrokenPipeError, ConnectionResetError):
-            logger.debug("Client of the mirror went away during %s.", self.path)
-
-    def _collection_route(
-        self, segments: list[str], query: dict[str, str], head: bool
-    ) -> None:
-        collection_id = segments[1]
-        if len(segments) == 2:
-            self._json(self.mirror.collections[collection_id], head=head)
-        elif len(segments) == 3 and segments[2] == "items":
-            self._search(
-                {**query, "collections": collection_id}, "GET", head, items=True
-            )
-        elif len(segments) == 4 and segments[2] == "items":
-            for item in self.mirror.items:
-                if item["collection"] == collection_id and item["id"] == segments[3]:
-                    self._json(item, head=head, content_type=_GEOJSON)
-                    return
-            self._json({"code": "NotFound", "description": "no such item"}, 404, head)
-        else:
-            self._json({"code": "NotFound", "description": "no such route"}, 404, head)
-
-    def _search(
-        self,
-        params: dict[str, Any],
-        method: str,
-        head: bool = False,
-        items: bool = False,
-    ) -> None:
-        mirror = self.mirror
-        page, matched, offset = mirror.search(params)
-        limit = min(int(params.get("limit") or _DEFAULT_LIMIT), _MAX_LIMIT)
-        base = (
-            f"{mirror.url}collections/{quote(str(params['collections']))}/items"
-            if items
-            else mirror.url + "search"
-        )
-        links: list[dict[str, Any]] = [
-            {"rel": "root", "type": "application/json", "href": mirror.url},
-        ]
-        if offset + len(page) < matched:
-            token = str(offset + len(page))
-            if method == "POST":
-                body = {**params, "token": token}
-                links.append(
-                    {
-                        "rel": "next",
-                        "type": _GEOJSON,
-                        "method": "POST",
-                        "href": base,
-                        "body": body,
-                        "merge": False,
-                    }
-                )
-            else:
-                query = {
-                    k: v
-                    for k, v in params.items()
-                    if not (items and k == "collections")
-                }
-                query.update(token=token, limit=str(limit))
-                encoded = "&".join(
-                    f"{quote(str(k))}={quote(_query_value(v), safe=',:/.')}"
-                    for k, v in query.items()
-                )
-                links.append(
-                    {
-                        "rel": "next",
-                        "type": _GEOJSON,
-                        "method": "GET",
-                        "href": f"{base}?{encoded}",
-                    }
-                )
-        self._json(
-            {
-                "type": "FeatureCollection",
-                "stac_version": "1.0.0",
-                "features": page,
-                "numberMatched": matched,
-                "numberReturned": len(page),
-                "context": {"limit": limit, "matched": matched, "returned": len(page)},
-                "links": links,
-            },
-            head=head,
-            content_type=_GEOJSON,
-        )
-
-    def _file(self, path: Path, head: bool) -> None:
-        if not path.is_file():
-            self._json(
-                {"code": "NotFound", "description": "file not in the mirror"}, 404, head
-            )
-            return
-        size = path.stat().st_size
-        start, end = 0, size - 1
-        status = HTTPStatus.OK
-        header = self.headers.get("Range")
-        if header:
-            parsed = _parse_range(header, size)
-            if parsed is None:
-                self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
-                self.send_header("Content-Range", f"bytes */{size}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            start, end = parsed
-            status = HTTPStatus.PARTIAL_CONTENT
-        media = (
-            "image/tiff"
-            if path.suffix.lower() in (".tif", ".tiff")
-            else (mimetypes.guess_type(path.name)[0] or "application/octet-stream")
-        )
-        self.send_response(status)
-        self.send_header("Content-Type", media)
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(end - start + 1))
-        if status == HTTPStatus.PARTIAL_CONTENT:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
-        if head:
-            return
-        with open(path, "rb") as handle:
-            handle.seek(start)
-            remaining = end - start + 1
-            while remaining > 0:
-                block = handle.read(min(1 << 20, remaining))
-                if not block:
-                    break
-                self.wfile.write(block)
-                remaining -= len(block)
-
-    def _json(
-        self,
-        payload: Any,
-        status: int = 200,
-        head: bool = False,
-        content_type: str = "application/json",
-    ) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """Return the (first, last) byte of one ``bytes=`` range; None if unsatisfiable."""
-    match = _RANGE.match(header.strip())
-    if match is None or size == 0:
-        return None
-    first, last = match.groups()
-    if first == "" and last == "":
-        return None
-    if first == "":
-        length = int(last)
-        return (max(0, size - length), size - 1) if length else None
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    return (start, end) if start <= end and start < size else None
-
-
-def _query_value(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)

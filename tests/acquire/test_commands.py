@@ -184,3 +184,44 @@ def test_progress_bar_counts_files_bytes_and_failures(
     text = out.getvalue()
     assert "1/2 files" in text and "1 failed" in text
     assert "300.0/300.0 kB" in text  # bytes received of the listed total
+
+
+def test_download_workflow_with_a_firms_source(
+    server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from .test_firms import _area_api
+
+    rows = pd.DataFrame(
+        {
+            "latitude": ["10.5", "30.0"],
+            "longitude": ["20.5", "20.5"],
+            "bright_ti4": ["330"] * 2,
+            "scan": ["0.4"] * 2,
+            "track": ["0.4"] * 2,
+            "acq_date": ["2023-11-09"] * 2,
+            "acq_time": ["01:45"] * 2,
+            "satellite": ["N"] * 2,
+            "confidence": ["nominal"] * 2,
+            "version": ["2.0NRT"] * 2,
+            "bright_ti5": ["290"] * 2,
+            "frp": ["3.1"] * 2,
+            "daynight": ["N"] * 2,
+        }
+    )
+    server.routes["/api/area/csv/"] = _area_api(rows, "k")
+    monkeypatch.setenv("FIRMS_MAP_KEY", "k")
+    workflow = tmp_path / "wf.yml"
+    workflow.write_text(
+        "name: firms-only\n"
+        "region: {crs: 'EPSG:4326', bbox: [10, 0, 30, 20], pixel_size: 0.1}\n"
+        "time: {start: 2023-11-09, end: 2023-11-09}\n"
+        "sources:\n"
+        f"  - {{kind: firms, name: fires, url: '{server.url}api/area/csv/'}}\n"
+        f"outputs: {{folder: '{tmp_path / 'out'}'}}\n"
+    )
+    result = CliRunner().invoke(main, ["download", str(workflow), "--no-mirror"])
+    assert result.exit_code == 0, result.output
+    assert "fires: 1 active-fire detections" in result.output
+    assert len(list((tmp_path / "out" / "downloads" / "fires").glob("*.csv"))) == 1
