@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from pyproj import CRS, Transformer
 
-from burnscape.errors import StoreError
+from burnscape.errors import PublishError, StoreError
 from burnscape.publish._gpkg import (
     CRS84_URI,
     LayerInfo,
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 _GPKG_PROVIDER = "burnscape.publish.geopackage.GeoPackageProvider"
 _ZARR_PROVIDER = "burnscape.publish.coverage.ZarrCoverageProvider"
+_POSTGIS_PROVIDER = "burnscape.publish.postgis.PostGISProvider"
 
 
 def describe_resource(name: str, resource: dict[str, Any]) -> dict[str, Any] | None:
@@ -46,6 +47,8 @@ def describe_resource(name: str, resource: dict[str, Any]) -> dict[str, Any] | N
         return _describe_gpkg(name, resource, provider)
     if provider.get("name") == _ZARR_PROVIDER:
         return _describe_zarr(name, resource, provider)
+    if provider.get("name") == _POSTGIS_PROVIDER:
+        return _describe_postgis(name, resource, provider)
     return resource
 
 
@@ -111,6 +114,29 @@ def _describe_zarr(
     begin, end = _coverage_time_range(coverage)
     out = dict(resource)
     out["extents"] = _extents(properties["bbox"], coverage.native_crs, begin, end)
+    return out
+
+
+def _describe_postgis(
+    name: str, resource: dict[str, Any], provider: dict[str, Any]
+) -> dict[str, Any] | None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from burnscape.publish.postgis import describe_table
+
+    try:
+        described = describe_table(provider)
+    except SQLAlchemyError as err:
+        raise PublishError(
+            f"cannot read the events store (PostGIS) for {name}: {err}"
+        ) from err
+    if described is None:
+        logger.info("Collection %s left out: no table %s.", name, provider["table"])
+        return None
+    begin = _to_datetime(described["begin"], False)
+    end = _to_datetime(described["end"], True)
+    out = dict(resource)
+    out["extents"] = _extents(described["bbox"], CRS84_URI, begin, end)
     return out
 
 

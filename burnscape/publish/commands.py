@@ -44,7 +44,12 @@ logger = logging.getLogger(__name__)
     help="Worker threads of the WSGI server (waitress).",
 )
 def serve(
-    outputs: Path, host: str, port: int, public_url: str | None, threads: int
+    outputs: Path,
+    host: str,
+    port: int,
+    public_url: str | None,
+    events_store: str | None,
+    threads: int,
 ) -> None:
     """Serve an outputs folder through OGC API (pygeoapi under waitress).
 
@@ -55,7 +60,14 @@ def serve(
     from burnscape.publish.server import _url_host, make_server
 
     url = (public_url or f"http://{_url_host(host)}:{port}").rstrip("/")
-    server = make_server(outputs, host=host, port=port, threads=threads, server_url=url)
+    server = make_server(
+        outputs,
+        host=host,
+        port=port,
+        threads=threads,
+        server_url=url,
+        events_store=events_store,
+    )
     click.echo(f"burnscape serving {outputs.resolve()}")
     click.echo(f"  landing page: {url}/")
     click.echo(f"  collections:  {url}/collections")

@@ -60,7 +60,11 @@ def template_path() -> Path:
 
 
 def write_server_config(
-    outputs: Path, *, server_url: str, template: Path | None = None
+    outputs: Path,
+    *,
+    server_url: str,
+    template: Path | None = None,
+    events_store: str | None = None,
 ) -> Path:
     """Render the pygeoapi configuration and OpenAPI document for ``outputs``.
 
@@ -72,6 +76,10 @@ def write_server_config(
         The URL clients reach the server at (used in every link).
     template
         The configuration template; default :func:`template_path`.
+    events_store
+        A ``postgresql://`` URL: serve the feature collections from this
+        PostGIS database instead of ``burnscape.gpkg`` (the workflow's
+        ``outputs.events_store``).
 
     Returns
     -------
@@ -91,6 +99,10 @@ def write_server_config(
             f"outputs folder {outputs} does not exist: run a workflow first"
         )
     config = _render_template(template or template_path(), outputs, server_url)
+    if events_store:
+        from burnscape.publish.postgis import postgis_resources
+
+        config["resources"] = postgis_resources(config["resources"], events_store)
 
     served: dict[str, Any] = {}
     for name, resource in config.get("resources", {}).items():
@@ -114,7 +126,11 @@ def write_server_config(
 
 
 def create_app(
-    outputs: Path, *, server_url: str, template: Path | None = None
+    outputs: Path,
+    *,
+    server_url: str,
+    template: Path | None = None,
+    events_store: str | None = None,
 ) -> Flask:
     """Return the WSGI application serving ``outputs`` through OGC API.
 
@@ -130,7 +146,10 @@ def create_app(
     from burnscape.publish.webmap import webmap_blueprint
 
     config_path = write_server_config(
-        Path(outputs), server_url=server_url, template=template
+        Path(outputs),
+        server_url=server_url,
+        template=template,
+        events_store=events_store,
     )
     config = load_config(config_path)
     openapi = yaml.safe_load((config_path.parent / OPENAPI_NAME).read_text())
@@ -147,6 +166,7 @@ def make_server(
     threads: int = 8,
     server_url: str | None = None,
     template: Path | None = None,
+    events_store: str | None = None,
 ) -> BaseWSGIServer | MultiSocketServer:
     """Create (not start) a waitress server for ``outputs``; call ``.run()``.
 
@@ -158,7 +178,9 @@ def make_server(
     import waitress
 
     url = server_url or f"http://{_url_host(host)}:{port}"
-    app = create_app(Path(outputs), server_url=url, template=template)
+    app = create_app(
+        Path(outputs), server_url=url, template=template, events_store=events_store
+    )
     try:
         return waitress.create_server(
             app, host=host, port=port, threads=threads, ident="burnscape (waitress)"
@@ -167,7 +189,13 @@ def make_server(
         raise PublishError(f"cannot listen on {host}:{port}: {err.strerror}") from err
 
 
-def serve(outputs: Path, *, host: str = "127.0.0.1", port: int = 5000) -> None:
+def serve(
+    outputs: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    events_store: str | None = None,
+) -> None:
     """Serve ``outputs`` on ``host:port`` until interrupted (blocking).
 
     Raises
@@ -175,7 +203,7 @@ def serve(outputs: Path, *, host: str = "127.0.0.1", port: int = 5000) -> None:
     PublishError
         As :func:`make_server`.
     """
-    server = make_server(Path(outputs), host=host, port=port)
+    server = make_server(Path(outputs), host=host, port=port, events_store=events_store)
     logger.info("Serving %s on http://%s:%d/", outputs, _url_host(host), port)
     try:
         server.run()

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -256,12 +262,17 @@ class LiveServer:
 
 @contextlib.contextmanager
 def serve_in_thread(
-    outputs: Path, template: Path | None = None
+    outputs: Path, template: Path | None = None, events_store: str | None = None
 ) -> Iterator[LiveServer]:
     """Run burnscape's WSGI app under waitress on a free loopback port."""
     port = find_free_port()
     server = make_server(
-        outputs, host="127.0.0.1", port=port, threads=8, template=template
+        outputs,
+        host="127.0.0.1",
+        port=port,
+        threads=8,
+        template=template,
+        events_store=events_store,
     )
     thread = threading.Thread(
         target=server.run, name="burnscape-test-server", daemon=True
@@ -279,3 +290,108 @@ def live_server(outputs_dir: Path) -> Iterator[LiveServer]:
     """The session's server over ``outputs_dir``."""
     with serve_in_thread(outputs_dir) as server:
         yield server
+
+
+def _postgres_tool(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgis_db() -> Iterator[str]:
+    """A throw-away PostGIS database on 127.0.0.1 (Debian: postgresql postgis).
+
+    ``$BURNSCAPE_TEST_POSTGIS_URL`` names an existing one instead.
+    """
+    given = os.environ.get("BURNSCAPE_TEST_POSTGIS_URL")
+    if given:
+        yield given
+        return
+    initdb, pg_ctl = _postgres_tool("initdb"), _postgres_tool("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL is not installed (Debian packages: postgresql postgis)")
+    if not glob.glob("/usr/share/postgresql/*/extension/postgis.control"):
+        pytest.skip("PostGIS is not installed (Debian package: postgis)")
+    folder = Path(tempfile.mkdtemp(prefix="burnscape-publish-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(folder, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    data, port = folder / "data", find_free_port()
+    run = functools.partial(
+        subprocess.run, check=True, capture_output=True, timeout=120
+    )
+    run(
+        [
+            *as_postgres,
+            initdb,
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "burnscape",
+            "--no-sync",
+        ]
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(
+        [
+            *as_postgres,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(folder / "server.log"),
+            "-w",
+            "start",
+        ]
+    )
+    psql = [
+        _postgres_tool("psql") or "psql",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-U",
+        "burnscape",
+    ]
+    try:
+        run([*psql, "-d", "postgres", "-c", "CREATE DATABASE publish"])
+        run([*psql, "-d", "publish", "-c", "CREATE EXTENSION postgis"])
+        yield f"postgresql://burnscape@127.0.0.1:{port}/publish"
+    finally:
+        subprocess.run(
+            [*as_postgres, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_layers_into_postgis(url: str, layers: dict[str, gpd.GeoDataFrame]) -> None:
+    """Write the test layers to PostGIS as the events stage does (geometry, fid)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://")
+    )
+    with engine.begin() as connection:
+        for name, frame in layers.items():
+            if frame.geometry.name != "geometry":
+                frame = frame.rename_geometry("geometry")
+            frame.to_postgis(name, connection, if_exists="replace", index=False)
+            connection.execute(
+                sqlalchemy.text(
+                    f'ALTER TABLE "{name}" ADD COLUMN fid serial PRIMARY KEY'
+                )
+            )
+            connection.execute(
+                sqlalchemy.text(f'CREATE INDEX ON "{name}" USING GIST (geometry)')
+            )
+    engine.dispose()

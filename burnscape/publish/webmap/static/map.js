@@ -105,15 +105,15 @@
     return Number(body.numberMatched);
   }
 
-  async function fetchAll(collection, params, signal) {
+  async function fetchAll(collection, params, signal, maxFeatures = Infinity) {
     const features = [];
     let offset = 0;
-    for (;;) {
-      const url = itemsUrl(collection, { ...params, limit: settings.pageSize, offset });
-      const page = await getJson(url, signal);
+    while (features.length < maxFeatures) {
+      const limit = Math.min(settings.pageSize, maxFeatures - features.length);
+      const page = await getJson(itemsUrl(collection, { ...params, limit, offset }), signal);
       for (const feature of page.features) features.push(feature);
       const matched = page.numberMatched;
-      if (page.features.length < settings.pageSize || page.features.length === 0) break;
+      if (page.features.length < limit || page.features.length === 0) break;
       if (matched !== undefined && features.length >= matched) break;
       offset += page.features.length;
     }
@@ -339,14 +339,20 @@
     const matched = await countItems(COLLECTIONS.pixels, params, signal);
     let layer;
     if (matched <= settings.pixelLimit || !binned.has(COLLECTIONS.pixels)) {
-      const features = await fetchAll(COLLECTIONS.pixels, params, signal);
+      // Without server bins (not a GeoPackage store) draw at most the limit.
+      const features = await fetchAll(
+        COLLECTIONS.pixels, params, signal, settings.pixelLimit);
       if (generation !== state.generation) return;
       layer = L.geoJSON({ type: "FeatureCollection", features }, {
         renderer: pixelRenderer,
         interactive: false,
         style: pixelStyle,
       });
-      state.pixels = { mode: "features", matched, note: "" };
+      const note = features.length < matched
+        ? `Showing the first ${number.format(features.length)} of ` +
+          `${number.format(matched)} burned pixels: zoom in to see all.`
+        : "";
+      state.pixels = { mode: "features", matched, note };
     } else {
       const bins = await fetchBins(COLLECTIONS.pixels, params, signal, PIXEL_CELL_PX);
       if (generation !== state.generation) return;
@@ -414,7 +420,8 @@
     let layer;
     let text = number.format(matched);
     if (matched <= settings.fireLimit || !binned.has(COLLECTIONS.fires)) {
-      const features = await fetchAll(COLLECTIONS.fires, params, signal);
+      const features = await fetchAll(COLLECTIONS.fires, params, signal, settings.fireLimit);
+      if (features.length < matched) text += ` (${number.format(features.length)} shown)`;
       if (generation !== state.generation) return;
       clusters.clearLayers();
       clusters.addLayers(features.filter((f) => f.geometry).map(fireMarker));
