@@ -149,7 +149,10 @@ def predict_burned(
         halo,
         use_gpu,
     )
-    return model_spec.summarize(probability, cube)
+    result = model_spec.summarize(probability, cube)
+    for name in result.variables:  # the cube's storage settings do not carry over
+        result[name].encoding = {}
+    return result
 
 
 def map_tiles(
