@@ -6,7 +6,9 @@ builds the :class:`~burnscape.cube.writer.Scene` the writer ingests:
 
 - each band's file, and, for container products (one HDF file holding every
   band), the dataset inside it: a ``bands`` value that is not an asset key
-  names a dataset of the item's single data file;
+  names a dataset of the item's single data file; or map the bands to the
+  file's asset key and name the datasets in ``options.variables`` (common
+  name to dataset), or let the product reader pick its default dataset;
 - calibration for GeoTIFF/COG bands: the asset's STAC ``raster:bands`` scale,
   offset and nodata, else the source's; for Sentinel-2 from processing
   baseline 04.00 on, the -1000 DN radiometric offset when the catalogue has
@@ -151,7 +153,7 @@ def _band_file(
 ) -> BandFile | None:
     options = source.options
     if key in item.assets:
-        path, variable = item.assets[key], None
+        path, variable = item.assets[key], options.get("variables", {}).get(common)
         info = item.asset_info.get(key, {})
     else:
         container = _container(item, source)

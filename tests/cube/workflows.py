@@ -107,9 +107,11 @@ def write_daily_granule(folder: Path, day: dt.date, value: int) -> str:
     """Write a VNP09GA-structured granule for ``day``; return its file name."""
     doy = day.timetuple().tm_yday
     name = f"VNP09GA.A{day.year}{doy:03d}.h08v05.002.{day.year}{doy + 2:03d}000000.h5"
-    raw = np.full((60, 60), value, np.int16)
-    raw[:, 30:] = value + 500
-    bands = {dataset: raw for dataset in VNP_BANDS.values()}
+    rng = np.random.default_rng(day.toordinal())
+    bands = {
+        dataset: (value + 300 * k + rng.integers(0, 40, (60, 60))).astype(np.int16)
+        for k, dataset in enumerate(VNP_BANDS.values())
+    }
     qf1 = np.zeros((60, 60), np.uint8)
     folder.mkdir(parents=True, exist_ok=True)
     write_vnp09ga(folder / name, bands, qf1)
@@ -117,13 +119,18 @@ def write_daily_granule(folder: Path, day: dt.date, value: int) -> str:
 
 
 def write_daily_workflow(
-    root: Path, days: list[dt.date], end: dt.date, window_days: int = 64
+    root: Path,
+    days: list[dt.date],
+    end: dt.date,
+    window_days: int = 64,
+    origin: str = "https://example.invalid/vnp09ga/",
 ) -> Path:
     """Write a VNP09GA-like daily workflow over ``days`` ending ``end``.
 
-    The granules sit in ``root/mirror/vnp09ga/``; granules already there are
-    kept (a daily run adds the new day's file). The region is 12 x 12 pixels of
-    tile h08v05 on its own sinusoidal grid.
+    The granules sit in ``root/mirror/vnp09ga/``, fetched from ``origin`` (a
+    local HTTP server over that folder); granules already there are kept (a
+    daily run adds the new day's file). The region is 12 x 12 pixels of tile
+    h08v05 on its own sinusoidal grid.
     """
     folder = root / "mirror" / "vnp09ga"
     pixel = (TILE_LR[0] - TILE_UL[0]) / 60
@@ -171,11 +178,12 @@ def write_daily_workflow(
                 "kind": "stac",
                 "name": "vnp09ga",
                 "collection": "VNP09GA",
-                "origin": "https://example.invalid/vnp09ga/",
+                "origin": origin,
                 "mirror_folder": "vnp09ga",
-                "bands": VNP_BANDS,
+                "bands": {common: "data" for common in VNP_BANDS},
                 "items": items,
                 "options": {
+                    "variables": VNP_BANDS,
                     "reader": "vnp09ga",
                     "cloud_mask": True,
                     "time_axis": "daily",
