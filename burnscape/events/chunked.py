@@ -115,6 +115,7 @@ def label_events_chunked(
         chunks=_regular(burn_date.chunks),
         dtype="int32",
         fill_value=0,
+        compressors=None,  # a scratch store: raw chunks cost no CPU to write or read
         overwrite=True,
     )
     blocks, seams = _graph(burn_date, str(store), max_distance_px, max_gap_days)
@@ -228,9 +229,9 @@ def _label_block(
         ],
         axis=1,
     )
-    d = distance
+    d = distance  # copies, not views: a view would keep the whole chunk alive
     strips = {
-        side: (_code(labels[window], index), dates[window])
+        side: (_code(labels[window], index), dates[window].copy())
         for side, window in (
             ("top", np.s_[:d]),
             ("bottom", np.s_[-d:]),

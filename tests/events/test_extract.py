@@ -311,3 +311,13 @@ def test_real_banet_events_match_their_provenance(
     )
     days = pyogrio.read_dataframe(summary.store, layer="daily_progression")
     assert days.groupby("event_id").cumulative_pixel_count.max().sum() == pixels
+
+
+def test_events_command_needs_one_input(tmp_path):
+    from click.testing import CliRunner
+
+    from burnscape.cli import main
+
+    result = CliRunner().invoke(main, ["events", "-o", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "give either BURNED or --workflow" in result.output
