@@ -14,6 +14,7 @@ import copy
 import json
 import logging
 import math
+import threading
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = ["build_app"]
 logger = logging.getLogger(__name__)
 
 _MAX_OFFSET = 2**53
+_CONFORMANCE_LOCK = threading.Lock()
 
 
 class _Apis:
@@ -127,7 +129,13 @@ def build_app(config: dict[str, Any], openapi: dict[str, Any]) -> Flask:
 
     @app.route("/conformance")
     def conformance() -> Response:
-        return run(core_api.conformance)
+        # pygeoapi extends its module-level class list on every call: undo it
+        with _CONFORMANCE_LOCK:
+            size = len(core_api.CONFORMANCE_CLASSES)
+            try:
+                return run(core_api.conformance)
+            finally:
+                del core_api.CONFORMANCE_CLASSES[size:]
 
     @app.route("/collections")
     @app.route("/collections/<path:collection_id>")

@@ -37,6 +37,14 @@ logger = logging.getLogger(__name__)
     help="Public URL of the server when behind a proxy (default http://HOST:PORT).",
 )
 @click.option(
+    "--events-store",
+    "events_store",
+    default=None,
+    envvar="BURNSCAPE_EVENTS_STORE",
+    help="Serve the feature collections from this PostGIS database "
+    "(postgresql://user:password@host:port/db) instead of OUTPUTS/burnscape.gpkg.",
+)
+@click.option(
     "--threads",
     default=8,
     show_default=True,
@@ -57,7 +65,7 @@ def serve(
     URLs of the landing page, the collections and the OpenAPI document, and
     serves until interrupted (Ctrl+C).
     """
-    from burnscape.publish.server import _url_host, make_server
+    from burnscape.publish.server import _url_host, make_server, stop_server
 
     url = (public_url or f"http://{_url_host(host)}:{port}").rstrip("/")
     server = make_server(
@@ -78,4 +86,4 @@ def serve(
     except KeyboardInterrupt:
         logger.info("Server stopped.")
     finally:
-        server.close()
+        stop_server(server)

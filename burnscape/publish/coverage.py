@@ -481,9 +481,13 @@ def _time_windows(dataset: xr.Dataset) -> tuple[list[dt.datetime], list[dt.datet
     bounds_name = dataset["time"].attrs.get("bounds", "time_bnds")
     if bounds_name in dataset:
         raw = dataset[bounds_name].values
-        bounds = xr.decode_cf(
-            xr.Dataset({"b": (("time", "nv"), raw, dataset[bounds_name].attrs)})
-        )["b"].values.astype("datetime64[ns]")
+        attrs = dict(dataset[bounds_name].attrs)
+        for key in ("units", "calendar"):
+            if key not in attrs and key in dataset["time"].encoding:
+                attrs[key] = dataset["time"].encoding[key]
+        bounds = xr.decode_cf(xr.Dataset({"b": (("time", "nv"), raw, attrs)}))[
+            "b"
+        ].values.astype("datetime64[ns]")
         starts, ends = bounds[:, 0], bounds[:, 1]
     else:
         midnight = (times - times.astype("datetime64[D]")) == np.timedelta64(0, "ns")

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 _DRIVER = "postgresql+psycopg"
 _GPKG_PROVIDER = "burnscape.publish.geopackage.GeoPackageProvider"
+_DATE_ONLY: dict[tuple[str, str, str], bool] = {}
 
 
 class PostGISProvider(PostgreSQLProvider):
@@ -76,7 +77,31 @@ class PostGISProvider(PostgreSQLProvider):
         assert interval is not None
         start = getattr(self.table_model, self.time_field)
         end = getattr(self.table_model, self.end_time_field or self.time_field)
+        if self._holds_dates_only(start) and self._holds_dates_only(end):
+            return _date_text_overlap(start, end, interval)
         return _overlap(start, end, interval)
+
+    def _holds_dates_only(self, column: Any) -> bool:
+        """Tell whether a text column holds only ISO dates (YYYY-MM-DD).
+
+        Such columns (the events stage's date columns) compare as text, which
+        keeps their B-tree index usable. Checked once per process and column.
+        """
+        if not isinstance(column.type, String | Text):
+            return False
+        key = (str(self._engine.url), self.table, column.key)
+        if key not in _DATE_ONLY:
+            query = sqlalchemy.select(
+                sqlalchemy.exists().where(
+                    sqlalchemy.or_(
+                        func.length(column) != 10,
+                        sqlalchemy.not_(column.op("~")(r"^\d{4}-\d{2}-\d{2}$")),
+                    )
+                )
+            )
+            with self._engine.connect() as connection:
+                _DATE_ONLY[key] = not connection.execute(query).scalar()
+        return _DATE_ONLY[key]
 
 
 def connection_parameters(url: str) -> dict[str, Any]:
@@ -190,6 +215,15 @@ def _overlap(start: Any, end: Any, interval: TimeInterval) -> Any:
         conditions.append(_as_start(start) <= literal(interval.end))
     if interval.start is not None:
         conditions.append(_as_end(end) >= literal(interval.start))
+    return sqlalchemy.and_(*conditions)
+
+
+def _date_text_overlap(start: Any, end: Any, interval: TimeInterval) -> Any:
+    conditions = []
+    if interval.end is not None:
+        conditions.append(start <= interval.end.date().isoformat())
+    if interval.start is not None:
+        conditions.append(end >= interval.start.date().isoformat())
     return sqlalchemy.and_(*conditions)
 
 

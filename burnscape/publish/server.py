@@ -32,6 +32,7 @@ __all__ = [
     "find_free_port",
     "make_server",
     "serve",
+    "stop_server",
     "template_path",
     "workflows_dir",
     "write_server_config",
@@ -208,7 +209,13 @@ def serve(
     try:
         server.run()
     finally:
-        server.close()
+        stop_server(server)
+
+
+def stop_server(server: BaseWSGIServer | MultiSocketServer) -> None:
+    """Stop a waitress server: let its worker threads finish, then close it."""
+    server.task_dispatcher.shutdown(timeout=5)
+    server.close()
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:

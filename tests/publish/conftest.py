@@ -30,7 +30,7 @@ import xarray as xr
 from affine import Affine
 from pyproj import Transformer
 
-from burnscape.publish.server import find_free_port, make_server
+from burnscape.publish.server import find_free_port, make_server, stop_server
 
 ORIGIN_X, ORIGIN_Y, PIXEL_M = 540_000.0, 4_400_010.0, 30.0
 ROWS, COLS = 40, 60
@@ -281,7 +281,7 @@ def serve_in_thread(
     try:
         yield LiveServer(f"http://127.0.0.1:{port}", outputs)
     finally:
-        server.close()
+        stop_server(server)
         thread.join(timeout=10)
 
 

@@ -197,3 +197,54 @@ def test_netcdf_output_keeps_grid_and_time(cube, tmp_path):
         assert dataset.sizes == {"time": 2, "y": ROWS, "x": COLS}
         assert str(dataset.time.values[0])[:10] == "2024-07-02"
         assert float(dataset.red[0, 0, 0]) == pytest.approx(0.2)
+
+
+def test_cube_with_acquisition_windows_matches_by_window(tmp_path):
+    from .conftest import grid_coords
+
+    x, y, transform = grid_coords()
+    starts = np.array(["2013-04-11", "2018-06-09"], dtype="datetime64[ns]")
+    ends = np.array(
+        ["2018-06-08T23:59:59", "2021-05-02T23:59:59"], dtype="datetime64[ns]"
+    )
+    epoch = np.datetime64("1970-01-01T00:00:00", "ns")
+    bounds = np.stack([(starts - epoch), (ends - epoch)], axis=1) // np.timedelta64(
+        1, "s"
+    )
+    red = np.stack([np.full((ROWS, COLS), v, np.float32) for v in (0.1, 0.2)])
+    dataset = xr.Dataset(
+        {
+            "red": (("time", "y", "x"), red),
+            "time_bnds": (
+                ("time", "nv"),
+                bounds.astype(np.int64),
+                {"units": "seconds since 1970-01-01"},
+            ),
+        },
+        coords={"time": ("time", starts, {"bounds": "time_bnds"}), "x": x, "y": y},
+    )
+    dataset = dataset.rio.write_crs("EPSG:32610").rio.write_transform(transform)
+    dataset.to_zarr(
+        tmp_path / "cube.zarr",
+        mode="w",
+        consolidated=True,
+        encoding={"time": {"units": "days since 1970-01-01", "dtype": "int64"}},
+    )
+    cube = ZarrCoverageProvider(
+        {"name": "reflectance", "type": "coverage", "data": str(tmp_path / "cube.zarr")}
+    )
+    after = cube.query(datetime_="2018-06-20")
+    assert after["domain"]["axes"]["t"]["values"] == ["2018-06-09T00:00:00Z"]
+    assert values(after, "red")[0, 0, 0] == pytest.approx(0.2)
+    assert (
+        len(
+            cube.query(datetime_="2018-06-08/2018-06-09")["domain"]["axes"]["t"][
+                "values"
+            ]
+        )
+        == 2
+    )
+    assert cube._coverage_properties["time_range"] == [
+        "2013-04-11T00:00:00Z",
+        "2021-05-02T23:59:59Z",
+    ]

@@ -104,3 +104,39 @@ def test_server_serves_postgis_collections(postgis_events, tmp_path):
             timeout=60,
         )
         assert bad.status_code == 400
+
+
+def test_postgis_provider_timestamp_and_mixed_text_columns(postgis_events):
+    url, _ = postgis_events
+    fires = provider(
+        url, "active_fires", id_field="fid", time_field="acq_date", end_time_field=None
+    )
+    assert fires.query(datetime_="2018-06-10/2018-06-30")["numberMatched"] == 2
+    assert fires.query(datetime_="2018-06-09")["numberMatched"] == 1
+
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://")
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.text(
+                "CREATE TABLE mixed (fid serial PRIMARY KEY, seen text, "
+                "geometry geometry(Point, 4326))"
+            )
+        )
+        connection.execute(
+            sqlalchemy.text(
+                "INSERT INTO mixed (seen, geometry) VALUES "
+                "('2018-06-09', ST_Point(0, 0, 4326)), "
+                "('2018-06-10T22:30:00Z', ST_Point(1, 1, 4326))"
+            )
+        )
+    engine.dispose()
+    mixed = provider(
+        url, "mixed", id_field="fid", time_field="seen", end_time_field=None
+    )
+    assert mixed.query(datetime_="2018-06-09T12:00:00Z")["numberMatched"] == 1
+    assert mixed.query(datetime_="2018-06-10T23:00:00Z/..")["numberMatched"] == 0
+    assert mixed.query(datetime_="2018-06-10")["numberMatched"] == 1

@@ -76,7 +76,13 @@ def test_landing_conformance_and_collections(live_server):
     landing = get(live_server, "/", f="json").json()
     rels = {link["rel"] for link in landing["links"]}
     assert {"self", "service-desc", "conformance", "data"} <= rels
+    import pygeoapi.api
+
+    size = len(pygeoapi.api.CONFORMANCE_CLASSES)
     conformance = get(live_server, "/conformance", f="json").json()["conformsTo"]
+    get(live_server, "/conformance", f="json")
+    assert len(pygeoapi.api.CONFORMANCE_CLASSES) == size
+    assert "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core" in conformance
     assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in conformance
     assert "http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/core" in conformance
     ids = {
