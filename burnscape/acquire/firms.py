@@ -32,6 +32,7 @@ from burnscape.acquire.download import (
     raise_for_failures,
 )
 from burnscape.acquire.ledger import Ledger, request_key
+from burnscape.acquire.reuse import ReusePolicy, SearchPass, window_end_of_days
 from burnscape.acquire.stac import region_bbox_wgs84
 from burnscape.config import RegionConfig, SourceConfig, TimeConfig
 from burnscape.errors import (
@@ -188,7 +189,10 @@ def acquire_firms(
         with the MAP_KEY from the environment variable ``options.map_key_env``
         (default ``FIRMS_MAP_KEY``). Windows longer than ``MAX_DAY_RANGE`` days
         are split; each answer is recorded in the ledger (the key masked) and
-        saved as ``dest/<source>/<product>_<date>_<days>d.csv``.
+        saved as ``dest/<source>/<product>_<date>_<days>d.csv``. A recorded
+        answer is reused while ``options.publication_latency_hours`` and
+        ``options.search_max_age_hours`` allow (see
+        :meth:`~burnscape.acquire.reuse.ReusePolicy.from_options`).
     ``mode: daily``
         LANCE daily text files ``<url><prefix><YYYYDDD>.txt`` for each day
         (``options.prefix``, e.g. ``SUOMI_VIIRS_C2_Global_VNP14IMGTDL_NRT_``),
@@ -402,13 +406,18 @@ def _fetch_area(
     root = api_url or source.url or FIRMS_API_URL
     root = root if root.endswith("/") else root + "/"
     max_days = int(source.options.get("max_day_range", MAX_DAY_RANGE))
+    policy = ReusePolicy.from_options(source.options)
     paths = []
     for product_, area, days, date in area_requests(
         product, bbox, time.start, time.end, max_days=max_days
     ):
         shown = f"{root}***/{product_}/{area}/{days}/{date}"
         target = folder / f"{product_}_{date}_{days}d.csv"
-        text = _area_answer(session, root, map_key, shown, ledger, source.name)
+        last = dt.date.fromisoformat(date) + dt.timedelta(days=days - 1)
+        recorded = SearchPass(
+            ledger, policy, source=source.name, window_end=window_end_of_days(last)
+        )
+        text = _area_answer(session, map_key, shown, recorded)
         if not target.exists() or target.read_text() != text:
             partial = target.with_name(target.name + ".part")
             partial.write_text(text)
@@ -419,14 +428,12 @@ def _fetch_area(
 
 def _area_answer(
     session: requests.Session,
-    root: str,
     map_key: str,
     shown: str,
-    ledger: Ledger,
-    source: str,
+    recorded: SearchPass,
 ) -> str:
-    """Return one area request's CSV, from the ledger when it knows it."""
-    known = ledger.find_request(request_key("GET", shown, None))
+    """Return one area request's CSV, from the ledger when it may reuse it."""
+    known = recorded.find(request_key("GET", shown, None))
     if known is not None:
         logger.debug("Reusing the recorded answer of %s.", shown)
         return known.response
@@ -445,9 +452,7 @@ def _area_answer(
             f"FIRMS request {shown} answered HTTP {response.status_code}: "
             f"{text[:200].strip()!r}"
         )
-    ledger.record_request(
-        source=source, method="GET", url=shown, params=None, status=200, response=text
-    )
+    recorded.record(method="GET", url=shown, params=None, status=200, response=text)
     return text
 
 

@@ -30,6 +30,7 @@ from burnscape.acquire.download import (
 )
 from burnscape.acquire.items import AcquiredItem
 from burnscape.acquire.ledger import Ledger, request_key
+from burnscape.acquire.reuse import ReusePolicy, SearchPass, window_end_of_days
 from burnscape.acquire.stac import region_bbox_wgs84
 from burnscape.config import RegionConfig, SourceConfig, TimeConfig
 from burnscape.errors import AuthenticationError, ConfigError, SearchError
@@ -143,6 +144,7 @@ def search_granules(
     page_size: int = _PAGE_SIZE,
     ledger: Ledger | None = None,
     source: str = "",
+    reuse: ReusePolicy | None = None,
 ) -> list[Granule]:
     """Return a product's granules in a window and bbox, searching chunk by chunk.
 
@@ -167,9 +169,14 @@ def search_granules(
     page_size
         Granules per page (CMR allows at most 2000).
     ledger
-        Records each page; a page it knows is not requested again.
+        Records each page; a page it knows is not requested again while
+        ``reuse`` allows it.
     source
         Source name recorded with the requests.
+    reuse
+        When recorded pages are reused (:class:`ReusePolicy` defaults). Each
+        chunk of the window is judged alone: chunks closed long ago are read
+        from the ledger, the recent one is searched again once its pages age.
 
     Returns
     -------
@@ -189,7 +196,13 @@ def search_granules(
         }
         if version:
             params["version"] = version
-        for page in _pages(session, url, params, ledger, source):
+        recorded = SearchPass(
+            ledger,
+            reuse or ReusePolicy(),
+            source=source,
+            window_end=window_end_of_days(last),
+        )
+        for page in _pages(session, url, params, recorded):
             for item in page.get("items", []):
                 granule = _granule(item)
                 found.setdefault(granule.id, granule)
@@ -212,8 +225,9 @@ def acquire_laads(
 
     ``source.options``: ``product`` (required), ``provider`` (``LAADS``),
     ``version``, ``max_days`` (31), ``page_size`` (2000), ``token_env``
-    (``EARTHDATA_TOKEN``),
-    ``hosts`` (extra hosts trusted with the token). ``api_url`` (else
+    (``EARTHDATA_TOKEN``), ``hosts`` (extra hosts trusted with the token),
+    ``publication_latency_hours`` and ``search_max_age_hours`` (when recorded
+    searches are reused, see :meth:`ReusePolicy.from_options`). ``api_url`` (else
     ``source.url``, else :data:`CMR_URL`) is the CMR root.
 
     Returns
@@ -263,6 +277,7 @@ def acquire_laads(
             page_size=int(options.get("page_size", _PAGE_SIZE)),
             ledger=ledger,
             source=source.name,
+            reuse=ReusePolicy.from_options(options),
         )
         requests_ = [_file_request(source, granule, Path(dest)) for granule in granules]
         downloader = Downloader(ledger, session=session, max_workers=max_workers)
@@ -288,30 +303,25 @@ def _pages(
     session: requests.Session,
     url: str,
     params: dict[str, Any],
-    ledger: Ledger | None,
-    source: str,
+    recorded: SearchPass,
 ) -> Iterable[dict[str, Any]]:
     """Yield CMR result pages, following ``CMR-Search-After``."""
     search_after: str | None = None
     while True:
         key_params = dict(params, search_after=search_after) if search_after else params
-        known = (
-            ledger.find_request(request_key("GET", url, key_params)) if ledger else None
-        )
+        known = recorded.find(request_key("GET", url, key_params))
         if known is not None:
             record = json.loads(known.response)
             page, search_after = record["body"], record["search_after"]
         else:
             page, search_after = _fetch_page(session, url, params, search_after)
-            if ledger is not None:
-                ledger.record_request(
-                    source=source,
-                    method="GET",
-                    url=url,
-                    params=key_params,
-                    status=200,
-                    response=json.dumps({"body": page, "search_after": search_after}),
-                )
+            recorded.record(
+                method="GET",
+                url=url,
+                params=key_params,
+                status=200,
+                response=json.dumps({"body": page, "search_after": search_after}),
+            )
         yield page
         if not search_after or len(page.get("items", [])) < int(params["page_size"]):
             return

@@ -4,9 +4,10 @@ The ledger lives in the outputs folder (``ledger.sqlite``). It has two tables:
 
 ``requests``
     one row per catalogue request (search page, order): a key derived from the
-    method, URL and body, the parameters, the response's SHA-256 digest and the
-    response body itself, so that a re-run reuses the recorded answer instead of
-    asking the server again.
+    method, URL and body, the parameters, the response's SHA-256 digest, the
+    response body itself, when it was recorded and the end of the time window
+    it searched, so that a re-run reuses the recorded answer instead of asking
+    the server again while that is honest (see :mod:`burnscape.acquire.reuse`).
 ``files``
     one row per destination file: url, path, expected and actual size and
     SHA-256, state (``pending``, ``downloading``, ``verified``, ``failed``,
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS requests (
     status INTEGER NOT NULL,
     digest TEXT NOT NULL,
     response TEXT NOT NULL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    window_end TEXT
 );
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
@@ -74,7 +76,11 @@ CREATE TABLE IF NOT EXISTS files (
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """A catalogue request the ledger knows, with its recorded response."""
+    """A catalogue request the ledger knows, with its recorded response.
+
+    ``created`` is when the answer was recorded and ``window_end`` the end of
+    the time window it searched (ISO 8601, UTC; None when it has none).
+    """
 
     key: str
     source: str
@@ -85,6 +91,7 @@ class RequestRecord:
     digest: str
     response: str
     created: str
+    window_end: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,7 @@ class Ledger:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as err:
             raise AcquireError(
                 f"cannot open the download ledger {self.path}: {err}; "
@@ -188,11 +196,14 @@ class Ledger:
         status: int,
         response: str,
         key: str | None = None,
+        window_end: dt.datetime | None = None,
     ) -> RequestRecord:
         """Record a successful request and its response body; return the record.
 
-        ``key`` overrides the default key (method, URL and parameters), e.g. to
-        key a request by its path below an API root that may move.
+        An earlier answer with the same key is replaced. ``key`` overrides the
+        default key (method, URL and parameters), e.g. to key a request by its
+        path below an API root that may move. ``window_end`` is the end of the
+        time window the request searched (aware datetime), if any.
         """
         key = key or request_key(method, url, params)
         record = RequestRecord(
@@ -205,9 +216,16 @@ class Ledger:
             digest=hashlib.sha256(response.encode()).hexdigest(),
             response=response,
             created=_now(),
+            window_end=(
+                None
+                if window_end is None
+                else window_end.astimezone(dt.UTC).isoformat(timespec="seconds")
+            ),
         )
         self._execute(
-            "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO requests (key, source, method, url, params, "
+            "status, digest, response, created, window_end) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.key,
                 record.source,
@@ -218,6 +236,7 @@ class Ledger:
                 record.digest,
                 record.response,
                 record.created,
+                record.window_end,
             ),
         )
         return record
@@ -351,6 +370,18 @@ class Ledger:
         return {row["state"]: int(row["n"]) for row in rows}
 
     # --- helpers ---------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Add the columns that ledgers written by older versions lack."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(requests)")}
+        if "window_end" in columns:
+            return
+        try:
+            self._conn.execute("ALTER TABLE requests ADD COLUMN window_end TEXT")
+        except sqlite3.OperationalError as err:
+            if "duplicate column" not in str(err):  # else another process won
+                raise
+        logger.info("Ledger %s: added the requests.window_end column.", self.path)
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
         with self._lock, self._conn:

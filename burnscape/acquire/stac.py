@@ -2,7 +2,9 @@
 
 :func:`search_items` runs an item search (bbox, datetime, collections) and
 follows ``next`` links to the last page; every page is recorded in the ledger,
-so a re-run reads the recorded pages instead of asking again.
+so a re-run reads the recorded pages instead of asking again, unless the
+window was still open when they were recorded and they have grown old (see
+:mod:`burnscape.acquire.reuse`).
 :func:`acquire_source` searches (or, offline from a workflow's static items,
 builds the origin URLs), picks the assets named by the source's ``bands``
 mapping and downloads them, verified, with :class:`Downloader`.
@@ -31,6 +33,7 @@ from burnscape.acquire.download import (
 )
 from burnscape.acquire.items import AcquiredItem
 from burnscape.acquire.ledger import Ledger, request_key
+from burnscape.acquire.reuse import ReusePolicy, SearchPass, window_end_of_interval
 from burnscape.config import ItemConfig, RegionConfig, SourceConfig, TimeConfig
 from burnscape.errors import (
     AcquireError,
@@ -86,7 +89,9 @@ def acquire_source(
     ----------
     source
         A ``kind: stac`` source. Its ``bands`` mapping (common name to asset
-        key) selects the assets; ``collection`` is searched.
+        key) selects the assets; ``collection`` is searched. Its ``options``
+        ``publication_latency_hours`` and ``search_max_age_hours`` say when a
+        recorded search is reused (:meth:`ReusePolicy.from_options`).
     region
         The region; its bbox is transformed to WGS 84 for the search.
     time
@@ -139,6 +144,7 @@ def acquire_source(
                 collections=[source.collection or source.name],
                 ledger=ledger,
                 source=source.name,
+                reuse=ReusePolicy.from_options(source.options),
             )
         else:
             features = [_static_feature(source, item) for item in source.items]
@@ -177,6 +183,7 @@ def search_items(
     source: str = "",
     max_pages: int = 10_000,
     timeout_s: float = 60.0,
+    reuse: ReusePolicy | None = None,
 ) -> list[dict[str, Any]]:
     """Search a STAC API and return every matching item, following ``next`` links.
 
@@ -196,22 +203,36 @@ def search_items(
     limit
         Items per page asked for.
     ledger
-        Where pages are recorded; a page the ledger knows is not requested again.
+        Where pages are recorded; a page the ledger knows is not requested
+        again while ``reuse`` allows it.
     source
         The source name recorded with each request.
     max_pages
         Stop with :class:`SearchError` after this many pages (a loop guard).
     timeout_s
         Read timeout of each request.
+    reuse
+        When a recorded answer is reused (:class:`ReusePolicy` defaults): a
+        search whose window was still open when recorded is asked again once
+        older than the policy's maximum age, all its pages with it.
 
     Returns
     -------
     list of dict
         The STAC items (GeoJSON features) of every page, in the server's order.
     """
+    policy = reuse or ReusePolicy()
+    window_end = window_end_of_interval(datetime)
     landing = _request_json(
-        session, "GET", api_url, None, ledger, source, timeout_s, root=api_url
+        session,
+        "GET",
+        api_url,
+        None,
+        SearchPass(ledger, policy, source=source, window_end=window_end),
+        timeout_s,
+        root=api_url,
     )
+    pages = SearchPass(ledger, policy, source=source, window_end=window_end)
     method, search_url = _search_endpoint(landing, api_url)
     body: dict[str, Any] = {"limit": limit}
     if bbox is not None:
@@ -233,7 +254,7 @@ def search_items(
             )
         seen.add(key)
         page = _request_json(
-            session, method, url, params, ledger, source, timeout_s, root=api_url
+            session, method, url, params, pages, timeout_s, root=api_url
         )
         if page.get("type") != "FeatureCollection":
             raise SearchError(f"{url}: the search answer is not a FeatureCollection")
@@ -464,12 +485,11 @@ def _request_json(
     method: str,
     url: str,
     params: dict[str, Any] | None,
-    ledger: Ledger | None,
-    source: str,
+    recorded: SearchPass,
     timeout_s: float,
     root: str | None = None,
 ) -> dict[str, Any]:
-    """Return a JSON answer, from the ledger when it knows the request.
+    """Return a JSON answer, from the ledger when it may reuse the request's.
 
     With ``root`` (the API's root URL), the request is keyed by its path below
     the root, and a recorded answer has its old root rewritten to the current
@@ -477,15 +497,14 @@ def _request_json(
     """
     relative = _below_root(url, root)
     key = request_key(method, relative if relative is not None else url, params)
-    if ledger is not None:
-        known = ledger.find_request(key)
-        if known is not None:
-            logger.debug("Reusing the recorded answer of %s %s.", method, url)
-            text = known.response
-            if relative is not None and root is not None and known.url != url:
-                old_root = known.url[: len(known.url) - len(relative)]
-                text = text.replace(json.dumps(old_root)[1:-1], json.dumps(root)[1:-1])
-            return dict(json.loads(text))
+    known = recorded.find(key)
+    if known is not None:
+        logger.debug("Reusing the recorded answer of %s %s.", method, url)
+        text = known.response
+        if relative is not None and root is not None and known.url != url:
+            old_root = known.url[: len(known.url) - len(relative)]
+            text = text.replace(json.dumps(old_root)[1:-1], json.dumps(root)[1:-1])
+        return dict(json.loads(text))
     try:
         if method == "POST":
             response = session.post(url, json=params, timeout=(10.0, timeout_s))
@@ -504,16 +523,14 @@ def _request_json(
         raise SearchError(f"{method} {url} did not answer JSON") from err
     if not isinstance(payload, dict):
         raise SearchError(f"{method} {url} answered JSON that is not an object")
-    if ledger is not None:
-        ledger.record_request(
-            source=source,
-            method=method,
-            url=url,
-            params=params,
-            status=response.status_code,
-            response=response.text,
-            key=key,
-        )
+    recorded.record(
+        method=method,
+        url=url,
+        params=params,
+        status=response.status_code,
+        response=response.text,
+        key=key,
+    )
     return payload
 
 

@@ -138,7 +138,7 @@ def _run_burned(
     if banet_year is not None:
         target = outputs / "burned.zarr"
         burned_from_banet_geotiff(burned, banet_year).to_zarr(
-            target, mode="w", consolidated=True
+            target, mode="w", consolidated=True, zarr_format=2
         )
         burned = target
     return extract_events(

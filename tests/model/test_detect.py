@@ -21,7 +21,7 @@ def _write_cube(cube: xr.Dataset, path, chunk: int = 16) -> None:
     cube = cube.chunk({"time": 1, "y": chunk, "x": chunk})
     for name in cube.data_vars:
         cube[name].encoding.clear()
-    cube.to_zarr(path, mode="w", consolidated=True)
+    cube.to_zarr(path, mode="w", consolidated=True, zarr_format=2)
 
 
 def test_banet_detect_writes_burned_zarr(tmp_path):
@@ -67,7 +67,7 @@ def test_firehr_detect_on_chrome2(tmp_path, firehr_weights, chrome2_cube, chrome
     cube = chrome2_cube.chunk({"time": 1, "y": 256, "x": 256})
     for name in cube.data_vars:
         cube[name].encoding.clear()
-    cube.to_zarr(cube_path, mode="w", consolidated=True)
+    cube.to_zarr(cube_path, mode="w", consolidated=True, zarr_format=2)
     detect(cube_path, burned_path, DetectorConfig(kind="firehr", weights=(str(firehr_weights),)))
 
     burned = xr.open_zarr(burned_path, mask_and_scale=False, decode_times=False)
