@@ -97,10 +97,10 @@ class BANet(nn.Module):
         self.ustconv3 = _UpSpaceTime(2 * c3, c2)
         self.ustconv2 = _UpSpaceTime(2 * c2, c1)
         self.head = nn.Sequential(
-            nn.Conv3d(2 * c1, 2 * c1, (3, 1, 1), padding=(1, 0, 0), bias=False),
+            _TimeConv3d(2 * c1, 2 * c1, (3, 1, 1), padding=(1, 0, 0), bias=False),
             nn.BatchNorm3d(2 * c1),
             nn.ReLU(inplace=True),
-            nn.Conv3d(2 * c1, 1, kernel_size=1),
+            _SpaceConv3d(2 * c1, 1, kernel_size=1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,11 +111,11 @@ class BANet(nn.Module):
         c4 = self.stconv4(c3)
         c5 = self.stconv5(c4)
         up = self.ustconv6(self.stconv6(c5))
-        up = self.ustconv5(torch.cat([c5, up], dim=1))
-        up = self.ustconv4(torch.cat([c4, up], dim=1))
-        up = self.ustconv3(torch.cat([c3, up], dim=1))
-        up = self.ustconv2(torch.cat([c2, up], dim=1))
-        return self.head(torch.cat([c1, up], dim=1))
+        up = self.ustconv5(_cat_channels(c5, up))
+        up = self.ustconv4(_cat_channels(c4, up))
+        up = self.ustconv3(_cat_channels(c3, up))
+        up = self.ustconv2(_cat_channels(c2, up))
+        return self.head(_cat_channels(c1, up))
 
 
 def fold_batch_norm(model: nn.Module) -> nn.Module:
@@ -166,7 +166,7 @@ class _SpaceTime(nn.Module):
         self.space = _space_conv(n_in, n_out, space_k, stride)
         self.lstm = _PixelLSTM(n_out) if lstm else None
         self.time = nn.Sequential(
-            nn.Conv3d(
+            _TimeConv3d(
                 n_out,
                 n_out,
                 (time_k, 1, 1),
@@ -193,7 +193,7 @@ class _UpSpaceTime(nn.Module):
         super().__init__()
         self.space = _up_space(n_in, n_out)
         self.time = nn.Sequential(
-            nn.ConvTranspose3d(n_out, n_out, (2, 1, 1), stride=(2, 1, 1), bias=False),
+            _TimeUp3d(n_out, n_out, (2, 1, 1), stride=(2, 1, 1), bias=False),
             nn.BatchNorm3d(n_out),
             nn.ReLU(inplace=True),
         )
@@ -203,10 +203,99 @@ class _UpSpaceTime(nn.Module):
         return self.drop(self.time(self.space(x)))
 
 
+# The 3-D kernels here are (1, k, k) or (k, 1, 1). With activations stored
+# channels-last (physically batch, time, y, x, channel) both are plain 2-D
+# convolutions over views of the same memory: space kernels over
+# (batch * time, channel, y, x), time kernels over (batch, channel, time, y * x).
+# oneDNN and cuDNN run those far faster than the general 3-D path, and no
+# layout copies are needed between layers. Parameters keep Conv3d's shapes.
+
+
+def _cat_channels(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Concatenate (b, c, t, y, x) tensors on channels, keeping channels-last-3d."""
+    last = [t.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 3, 4, 1)
+            for t in (first, second)]
+    return torch.cat(last, dim=-1).permute(0, 4, 1, 2, 3)
+
+
+def _as_frames(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """View (b, c, t, y, x) channels-last-3d as (b * t, c, y, x) channels-last."""
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    batch, channels, steps, rows, cols = x.shape
+    return x.permute(0, 2, 1, 3, 4).reshape(batch * steps, channels, rows, cols), (batch, steps)
+
+
+def _from_frames(y: torch.Tensor, batch: int, steps: int) -> torch.Tensor:
+    """Undo :func:`_as_frames` on a (b * t, c, y, x) result."""
+    y = y.contiguous(memory_format=torch.channels_last)
+    return y.reshape(batch, steps, *y.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+def _as_series(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """View (b, c, t, y, x) channels-last-3d as (b, c, t, y * x) channels-last."""
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    batch, channels, steps, rows, cols = x.shape
+    return x.reshape(batch, channels, steps, rows * cols), (rows, cols)
+
+
+def _from_series(y: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Undo :func:`_as_series` on a (b, c, t, y * x) result."""
+    y = y.contiguous(memory_format=torch.channels_last)
+    return y.reshape(*y.shape[:3], rows, cols)
+
+
+class _SpaceConv3d(nn.Conv3d):
+    """A (1, k, k) Conv3d run as a 2-D convolution over every day."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames, (batch, steps) = _as_frames(x)
+        out = nn.functional.conv2d(
+            frames, self.weight[:, :, 0], self.bias, self.stride[1:], self.padding[1:]
+        )
+        return _from_frames(out, batch, steps)
+
+
+class _TimeConv3d(nn.Conv3d):
+    """A (k, 1, 1) Conv3d run as a (k, 1) 2-D convolution over (time, pixel)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        series, (rows, cols) = _as_series(x)
+        out = nn.functional.conv2d(
+            series,
+            self.weight[..., 0],
+            self.bias,
+            (self.stride[0], 1),
+            (self.padding[0], 0),  # type: ignore[index]
+        )
+        return _from_series(out, rows, cols)
+
+
+class _SpaceUp3d(nn.ConvTranspose3d):
+    """A (1, 2, 2) stride-2 ConvTranspose3d run per day in 2-D."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        frames, (batch, steps) = _as_frames(x)
+        out = nn.functional.conv_transpose2d(
+            frames, self.weight[:, :, 0], self.bias, self.stride[1:]
+        )
+        return _from_frames(out, batch, steps)
+
+
+class _TimeUp3d(nn.ConvTranspose3d):
+    """A (2, 1, 1) stride-2 ConvTranspose3d run in 2-D over (time, pixel)."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        series, (rows, cols) = _as_series(x)
+        out = nn.functional.conv_transpose2d(
+            series, self.weight[..., 0], self.bias, (self.stride[0], 1)
+        )
+        return _from_series(out, rows, cols)
+
+
 def _space_conv(n_in: int, n_out: int, k: int, stride: int) -> nn.Sequential:
     """Return a (1, k, k) convolution with batch norm and ReLU."""
     return nn.Sequential(
-        nn.Conv3d(
+        _SpaceConv3d(
             n_in,
             n_out,
             (1, k, k),
@@ -222,7 +311,7 @@ def _space_conv(n_in: int, n_out: int, k: int, stride: int) -> nn.Sequential:
 def _up_space(n_in: int, n_out: int) -> nn.Sequential:
     """Return a (1, 2, 2) stride-2 transposed convolution with batch norm and ReLU."""
     return nn.Sequential(
-        nn.ConvTranspose3d(n_in, n_out, (1, 2, 2), stride=(1, 2, 2), bias=False),
+        _SpaceUp3d(n_in, n_out, (1, 2, 2), stride=(1, 2, 2), bias=False),
         nn.BatchNorm3d(n_out),
         nn.ReLU(inplace=True),
     )

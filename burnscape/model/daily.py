@@ -29,13 +29,21 @@ from burnscape.model.weights import WeightsMetadata, load_banet_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BANET_GRID", "BANetSpec", "SequencePredictor", "read_metadata", "to_daily"]
+__all__ = [
+    "BANET_GRID",
+    "BANetSpec",
+    "SequencePredictor",
+    "processed_voxels",
+    "read_metadata",
+    "to_daily",
+]
 
 BANET_GRID = TileGrid(tile_size=128, overlap=32, guard=0)
 """Default BA-Net tiles (the original's 128 x 128), 32 pixels shared."""
 
 _SPACE_MULTIPLE = 32  # five stride-2 stages
 _TIME_MULTIPLE = 16  # four stride-2 stages in time
+_VOXELS = [0]  # pixel-days this process has run through the network (benchmarks)
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,7 @@ class SequencePredictor:
             raise ModelError(
                 f"sequence length {window.shape[2]} is not a multiple of {_TIME_MULTIPLE}"
             )
+        _VOXELS[0] += window.shape[0] * window[0, 0].numel() * len(self.models)
         with torch.inference_mode():
             tensor = window.to(self.device).contiguous(memory_format=torch.channels_last_3d)
             mean = None
@@ -214,6 +223,11 @@ def to_daily(cube: xr.Dataset) -> xr.Dataset:
     if "observation_count" in cube:
         result["observation_count"] = cube["observation_count"]
     return result
+
+
+def processed_voxels() -> int:
+    """Return the pixel-days this process has fed to BA-Net models (all members)."""
+    return _VOXELS[0]
 
 
 @functools.lru_cache(maxsize=16)
