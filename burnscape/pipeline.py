@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from burnscape import __version__
 from burnscape.config import ClusterConfig, SourceConfig, WorkflowConfig
-from burnscape.errors import BurnscapeError, DataNotFoundError
+from burnscape.errors import DataNotFoundError
 from burnscape.utils import find_data_dir, log_duration, write_json
 
 if TYPE_CHECKING:

@@ -103,7 +103,9 @@ def detect(
 
 def shipped_banet_weights() -> Path:
     """Return the BA-Net weights trained by ``burnscape train`` that ship with burnscape."""
-    return Path(str(resources.files("burnscape.model") / "weights" / "banet-semisynthetic.pt"))
+    return Path(
+        str(resources.files("burnscape.model") / "weights" / "banet-semisynthetic.pt")
+    )
 
 
 def _detect_firehr(
@@ -138,9 +140,9 @@ def _detect_firehr(
     if burned.any():
         stamps = dates.astype("datetime64[D]")
         starts = stamps.astype("datetime64[Y]").astype("datetime64[D]")
-        day_of_year = np.where(burned, (stamps - starts).astype(np.int64) + 1, 0).astype(
-            np.float32
-        )
+        day_of_year = np.where(
+            burned, (stamps - starts).astype(np.int64) + 1, 0
+        ).astype(np.float32)
     pixel_size = abs(float(cube["x"].values[1] - cube["x"].values[0]))
     spec = FireHRSpec(
         weights=str(detector.weights[0]),
@@ -152,8 +154,11 @@ def _detect_firehr(
         dict(zip(("y", "x"), cube["observation_count"].chunks, strict=True))
     )
     result = predict_burned(with_coarse, spec, halo=spec.exact_halo, client=client)
-    params = {"split_date": spec.split_date, "filter_size": spec.filter_size,
-              "coarse": "spectral"}
+    params = {
+        "split_date": spec.split_date,
+        "filter_size": spec.filter_size,
+        "coarse": "spectral",
+    }
     return result, params
 
 

@@ -153,14 +153,22 @@ class _PixelLSTM(nn.Module):
         sequences = x.permute(0, 3, 4, 2, 1).reshape(-1, steps, channels)
         out, _ = self.lstm(sequences)
         out = out.reshape(batch, rows, cols, steps, channels)
-        return out.permute(0, 4, 3, 1, 2).contiguous(memory_format=torch.channels_last_3d)
+        return out.permute(0, 4, 3, 1, 2).contiguous(
+            memory_format=torch.channels_last_3d
+        )
 
 
 class _SpaceTime(nn.Module):
     """Space convolution, (LSTM), time convolution, each with batch norm + ReLU."""
 
     def __init__(
-        self, n_in: int, n_out: int, space_k: int, time_k: int, stride: int, lstm: bool = False
+        self,
+        n_in: int,
+        n_out: int,
+        space_k: int,
+        time_k: int,
+        stride: int,
+        lstm: bool = False,
     ) -> None:
         super().__init__()
         self.space = _space_conv(n_in, n_out, space_k, stride)
@@ -213,8 +221,10 @@ class _UpSpaceTime(nn.Module):
 
 def _cat_channels(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Concatenate (b, c, t, y, x) tensors on channels, keeping channels-last-3d."""
-    last = [t.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 3, 4, 1)
-            for t in (first, second)]
+    last = [
+        t.contiguous(memory_format=torch.channels_last_3d).permute(0, 2, 3, 4, 1)
+        for t in (first, second)
+    ]
     return torch.cat(last, dim=-1).permute(0, 4, 1, 2, 3)
 
 
@@ -222,7 +232,10 @@ def _as_frames(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """View (b, c, t, y, x) channels-last-3d as (b * t, c, y, x) channels-last."""
     x = x.contiguous(memory_format=torch.channels_last_3d)
     batch, channels, steps, rows, cols = x.shape
-    return x.permute(0, 2, 1, 3, 4).reshape(batch * steps, channels, rows, cols), (batch, steps)
+    return x.permute(0, 2, 1, 3, 4).reshape(batch * steps, channels, rows, cols), (
+        batch,
+        steps,
+    )
 
 
 def _from_frames(y: torch.Tensor, batch: int, steps: int) -> torch.Tensor:
@@ -273,7 +286,9 @@ class _TimeConv3d(nn.Conv3d):
 class _SpaceUp3d(nn.ConvTranspose3d):
     """A (1, 2, 2) stride-2 ConvTranspose3d run per day in 2-D."""
 
-    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, output_size: list[int] | None = None
+    ) -> torch.Tensor:
         frames, (batch, steps) = _as_frames(x)
         out = nn.functional.conv_transpose2d(
             frames, self.weight[:, :, 0], self.bias, self.stride[1:]
@@ -284,7 +299,9 @@ class _SpaceUp3d(nn.ConvTranspose3d):
 class _TimeUp3d(nn.ConvTranspose3d):
     """A (2, 1, 1) stride-2 ConvTranspose3d run in 2-D over (time, pixel)."""
 
-    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, output_size: list[int] | None = None
+    ) -> torch.Tensor:
         series, (rows, cols) = _as_series(x)
         out = nn.functional.conv_transpose2d(
             series, self.weight[..., 0], self.bias, (self.stride[0], 1)

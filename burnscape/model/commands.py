@@ -29,23 +29,62 @@ __all__ = ["train"]
     show_default=True,
     help="Weight file to write.",
 )
-@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Optimisation steps.")
-@click.option("--batch-size", type=click.IntRange(min=2), default=4, show_default=True,
-              help="Sequences per step (batch norm needs at least 2).")
-@click.option("--width", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
-              help="Channel multiplier (1.0 = original BA-Net, 3.4 M parameters).")
-@click.option("--sequence-length", type=click.IntRange(min=16), default=64,
-              show_default=True, help="Days per sequence (multiple of 16).")
-@click.option("--tile-size", type=click.IntRange(min=32), default=32, show_default=True,
-              help="Tile edge in pixels (multiple of 32).")
-@click.option("--learning-rate", type=float, default=3e-3, show_default=True,
-              help="Peak learning rate (one-cycle schedule).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Optimisation steps.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=2),
+    default=4,
+    show_default=True,
+    help="Sequences per step (batch norm needs at least 2).",
+)
+@click.option(
+    "--width",
+    type=click.FloatRange(min=0.05),
+    default=0.5,
+    show_default=True,
+    help="Channel multiplier (1.0 = original BA-Net, 3.4 M parameters).",
+)
+@click.option(
+    "--sequence-length",
+    type=click.IntRange(min=16),
+    default=64,
+    show_default=True,
+    help="Days per sequence (multiple of 16).",
+)
+@click.option(
+    "--tile-size",
+    type=click.IntRange(min=32),
+    default=32,
+    show_default=True,
+    help="Tile edge in pixels (multiple of 32).",
+)
+@click.option(
+    "--learning-rate",
+    type=float,
+    default=3e-3,
+    show_default=True,
+    help="Peak learning rate (one-cycle schedule).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--heldout", multiple=True, default=("Attica2018_1", "FRiv2017_2"),
-              show_default=True, help="Fire held out for scoring (repeat the option).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Torch CPU threads (default: torch's choice).")
+@click.option(
+    "--heldout",
+    multiple=True,
+    default=("Attica2018_1", "FRiv2017_2"),
+    show_default=True,
+    help="Fire held out for scoring (repeat the option).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch CPU threads (default: torch's choice).",
+)
 def train(
     data_dir: Path | None,
     out_path: Path,
@@ -74,8 +113,10 @@ def train(
     from burnscape.utils import find_data_dir
 
     if sequence_length % 16 or tile_size % 32:
-        raise click.BadParameter("--sequence-length must be a multiple of 16 and "
-                                 "--tile-size a multiple of 32")
+        raise click.BadParameter(
+            "--sequence-length must be a multiple of 16 and "
+            "--tile-size a multiple of 32"
+        )
     folder = data_dir or find_data_dir()
     if folder is None or not folder.is_dir():
         raise DataNotFoundError(
@@ -92,8 +133,11 @@ def train(
         steps=steps,
         learning_rate=learning_rate,
         seed=seed,
-        train_fires=tuple(f for f in (*defaults.train_fires, *defaults.heldout_fires)
-                          if f not in heldout),
+        train_fires=tuple(
+            f
+            for f in (*defaults.train_fires, *defaults.heldout_fires)
+            if f not in heldout
+        ),
         heldout_fires=tuple(heldout),
     )
     with Progress(transient=True) as bar:
@@ -103,7 +147,9 @@ def train(
             bar.update(task, completed=step, description=f"training (loss {loss:.4f})")
 
         path, score = train_banet(folder, out_path, config, progress=advance)
-    click.echo(f"wrote {path} (semi-synthetic training; held out: {', '.join(heldout)})")
+    click.echo(
+        f"wrote {path} (semi-synthetic training; held out: {', '.join(heldout)})"
+    )
     click.echo(
         f"held-out detection F1 {score.f1:.3f} (precision {score.precision:.3f}, "
         f"recall {score.recall:.3f}); burned pixels dated within 1 day "

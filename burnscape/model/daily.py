@@ -111,9 +111,13 @@ class BANetSpec:
         for band, mean, std in zip(meta.bands, meta.mean, meta.std, strict=True):
             values = _band(daily, band)
             channels.append(((values - mean) / std).fillna(0.0).astype(np.float32))
-        stacked = xr.concat(channels, dim="channel", coords="minimal", compat="override")
+        stacked = xr.concat(
+            channels, dim="channel", coords="minimal", compat="override"
+        )
         stacked = stacked.assign_coords(channel=list(meta.bands))
-        return stacked.transpose("channel", "time", "y", "x").chunk({"channel": -1, "time": -1})
+        return stacked.transpose("channel", "time", "y", "x").chunk(
+            {"channel": -1, "time": -1}
+        )
 
     def output_channels(self, inputs: xr.DataArray) -> tuple[str, int]:
         """BA-Net gives one probability per day."""
@@ -153,7 +157,9 @@ class SequencePredictor:
         memory = torch.channels_last_3d
         if fold_norms:
             models = [fold_batch_norm(model) for model in models]
-        self.models = [model.eval().to(device, memory_format=memory) for model in models]
+        self.models = [
+            model.eval().to(device, memory_format=memory) for model in models
+        ]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Return per-day probabilities (batch, time, y, x) float32."""
@@ -191,7 +197,9 @@ class SequencePredictor:
             )
         _VOXELS[0] += window.shape[0] * window[0, 0].numel() * len(self.models)
         with torch.inference_mode():
-            tensor = window.to(self.device).contiguous(memory_format=torch.channels_last_3d)
+            tensor = window.to(self.device).contiguous(
+                memory_format=torch.channels_last_3d
+            )
             mean = None
             for model in self.models:
                 if self.autocast is not None:
@@ -212,7 +220,9 @@ def to_daily(cube: xr.Dataset) -> xr.Dataset:
     """
     days = cube["time"].values.astype("datetime64[D]")
     if np.unique(days).size != days.size:
-        raise ModelError("the cube has two time slots on one day; BA-Net needs one per day")
+        raise ModelError(
+            "the cube has two time slots on one day; BA-Net needs one per day"
+        )
     daily = np.arange(days[0], days[-1] + np.timedelta64(1, "D"), dtype="datetime64[D]")
     variables = [name for name in cube.data_vars if "time" in cube[name].dims]
     indexed = cube[variables].assign_coords(time=days.astype("datetime64[ns]"))

@@ -241,7 +241,9 @@ class _PixelLinear(nn.Module):
     def __init__(self, n_in: int, n_out: int) -> None:
         super().__init__()
         self.chlin = nn.Sequential(
-            nn.Linear(n_in, n_out, bias=False), nn.BatchNorm1d(n_out), nn.ReLU(inplace=True)
+            nn.Linear(n_in, n_out, bias=False),
+            nn.BatchNorm1d(n_out),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -309,7 +311,9 @@ class FireHRSpec:
         parts = []
         for mask in (before, ~before):
             slots = cube[list(FIREHR_BANDS)].isel(time=np.flatnonzero(mask))
-            stacked = slots.to_dataarray("channel").transpose("channel", "time", "y", "x")
+            stacked = slots.to_dataarray("channel").transpose(
+                "channel", "time", "y", "x"
+            )
             parts.append(_median_composite(stacked.chunk({"time": -1})))
         doy = cube[COARSE_DOY_VAR].transpose("y", "x")
         smoothed = xr.DataArray(
@@ -318,9 +322,17 @@ class FireHRSpec:
             coords=doy.coords,
         ).expand_dims(channel=["coarse_doy"])
         stacked = xr.concat([*parts, smoothed], dim="channel", coords="minimal")
-        return stacked.fillna(0.0).astype(np.float32).assign_coords(
-            channel=[f"{when}_{band}" for when in ("before", "after") for band in FIREHR_BANDS]
-            + ["coarse_doy"]
+        return (
+            stacked.fillna(0.0)
+            .astype(np.float32)
+            .assign_coords(
+                channel=[
+                    f"{when}_{band}"
+                    for when in ("before", "after")
+                    for band in FIREHR_BANDS
+                ]
+                + ["coarse_doy"]
+            )
         )
 
     @property
@@ -391,4 +403,6 @@ def _check_vars(cube: xr.Dataset, names: tuple[str, ...]) -> None:
     """Raise ModelError naming the variables the cube lacks."""
     missing = [name for name in names if name not in cube]
     if missing:
-        raise ModelError(f"FireHR needs cube variables {list(names)}; missing {missing}")
+        raise ModelError(
+            f"FireHR needs cube variables {list(names)}; missing {missing}"
+        )

@@ -139,7 +139,9 @@ def predict_burned(
     coords = {name: inputs.coords[name] for name in ("y", "x") if name in inputs.coords}
     if dim in inputs.coords:
         coords[dim] = inputs.coords[dim]
-    probability = xr.DataArray(output, dims=(dim, "y", "x"), coords=coords, name="probability")
+    probability = xr.DataArray(
+        output, dims=(dim, "y", "x"), coords=coords, name="probability"
+    )
     logger.info(
         "Model %s over %d x %d pixels in %d chunks (halo %s, GPU %s).",
         type(model_spec).__name__,
@@ -204,7 +206,9 @@ def map_tiles(
     kwargs = {
         "spec": predictor_spec,
         "halos": halos,
-        "starts": tuple(tuple(np.cumsum((0, *c[:-1])).tolist()) for c in inputs.chunks[lead:]),
+        "starts": tuple(
+            tuple(np.cumsum((0, *c[:-1])).tolist()) for c in inputs.chunks[lead:]
+        ),
         "shape": inputs.shape[lead:],
         "batch_size": batch_size,
     }
@@ -227,7 +231,9 @@ def map_tiles(
 def gpu_workers(client: Client) -> list[str]:
     """Return the addresses of the client's workers that offer a GPU resource."""
     info = client.scheduler_info(n_workers=-1)["workers"]
-    return [addr for addr, worker in info.items() if worker.get("resources", {}).get("GPU")]
+    return [
+        addr for addr, worker in info.items() if worker.get("resources", {}).get("GPU")
+    ]
 
 
 def _predict_block(
@@ -264,7 +270,9 @@ def _predict_block(
     )
 
 
-def _min_chunks(chunks: Sequence[tuple[int, ...]], lead: int, depth: int) -> dict[int, Any]:
+def _min_chunks(
+    chunks: Sequence[tuple[int, ...]], lead: int, depth: int
+) -> dict[int, Any]:
     """Merge spatial chunks thinner than the halo into their neighbours."""
     result: dict[int, Any] = {}
     for axis in (lead, lead + 1):

@@ -67,7 +67,9 @@ def select_device(preference: str = "auto") -> torch.device:
     return torch.device(preference)
 
 
-def autocast_dtype(device: torch.device, *, cpu_bf16: bool = False) -> torch.dtype | None:
+def autocast_dtype(
+    device: torch.device, *, cpu_bf16: bool = False
+) -> torch.dtype | None:
     """Return the autocast dtype worth using on ``device``, or None for float32.
 
     On CUDA, bfloat16 halves memory traffic and uses the tensor cores. On the
@@ -91,7 +93,9 @@ def get_predictor(spec: LoadableModel, device: torch.device | None = None) -> Pr
     device
         Where to run; :func:`select_device` decides when None.
     """
-    target = device if device is not None else select_device(getattr(spec, "device", "auto"))
+    target = (
+        device if device is not None else select_device(getattr(spec, "device", "auto"))
+    )
     key = (tokenize(spec), str(target))
     predictor = _CACHE.get(key)
     if predictor is not None:
@@ -99,7 +103,12 @@ def get_predictor(spec: LoadableModel, device: torch.device | None = None) -> Pr
     with _LOCK:
         predictor = _CACHE.get(key)
         if predictor is None:
-            logger.info("Loading model %s on %s (pid %d).", type(spec).__name__, target, os.getpid())
+            logger.info(
+                "Loading model %s on %s (pid %d).",
+                type(spec).__name__,
+                target,
+                os.getpid(),
+            )
             predictor = spec.load(target)
             _CACHE[key] = predictor
             _LOADS[key[0]] += 1
@@ -148,4 +157,3 @@ class ModelPlugin(WorkerPlugin):
     def teardown(self, worker: Worker) -> None:
         """Drop this process's copy of the model."""
         clear_cache(self.spec)
-

@@ -72,8 +72,10 @@ def summarize_daily(
     prob = probability.transpose("time", "y", "x").data
     chunks = prob.chunks
     days = day_numbers(cube["time"].values)
-    valid_data = valid.data.rechunk(chunks) if isinstance(valid.data, da.Array) else (
-        da.from_array(valid.values, chunks=chunks)
+    valid_data = (
+        valid.data.rechunk(chunks)
+        if isinstance(valid.data, da.Array)
+        else (da.from_array(valid.values, chunks=chunks))
     )
     fields = da.map_blocks(
         _daily_block,
@@ -90,7 +92,10 @@ def summarize_daily(
     result = xr.Dataset(
         {
             "burned": (dims, burned),
-            "confidence": (dims, da.where(observed, fields[1], np.nan).astype(np.float32)),
+            "confidence": (
+                dims,
+                da.where(observed, fields[1], np.nan).astype(np.float32),
+            ),
             "burn_date": (dims, fields[2].astype(np.int32)),
             "burn_date_min": (dims, fields[3].astype(np.int32)),
             "burn_date_max": (dims, fields[4].astype(np.int32)),
@@ -136,8 +141,14 @@ def summarize_change(
             "burned": (dims, da.where(obs, is_burned, BURNED_FILL).astype(np.uint8)),
             "confidence": (dims, da.where(obs, prob, np.nan).astype(np.float32)),
             "burn_date": (dims, da.where(is_burned, date, DATE_FILL).astype(np.int32)),
-            "burn_date_min": (dims, da.where(is_burned, date_min, DATE_FILL).astype(np.int32)),
-            "burn_date_max": (dims, da.where(is_burned, date_max, DATE_FILL).astype(np.int32)),
+            "burn_date_min": (
+                dims,
+                da.where(is_burned, date_min, DATE_FILL).astype(np.int32),
+            ),
+            "burn_date_max": (
+                dims,
+                da.where(is_burned, date_max, DATE_FILL).astype(np.int32),
+            ),
             "observation_count": (dims, _observation_count(cube, valid)),
         },
         coords=_grid_coords(cube, with_time=False),
@@ -159,7 +170,9 @@ def _daily_block(
     after = np.where(valid & (index >= best), index, n_time).min(axis=0)
     date = days[best]
     date_min = np.where(before >= 0, days[np.clip(before, 0, None)] + 1, days[0])
-    date_max = np.where(after < n_time, days[np.clip(after, None, n_time - 1)], days[-1])
+    date_max = np.where(
+        after < n_time, days[np.clip(after, None, n_time - 1)], days[-1]
+    )
     fill = float(DATE_FILL)
     return np.stack(
         [

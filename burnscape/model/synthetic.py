@@ -117,7 +117,9 @@ class TrainingSources:
 
     def data_hash(self, config: SimulationConfig, seed: int) -> str:
         """Return the SHA-256 of the input files, the settings and the seed."""
-        text = json.dumps({"files": self.files_sha256, "config": asdict(config), "seed": seed})
+        text = json.dumps(
+            {"files": self.files_sha256, "config": asdict(config), "seed": seed}
+        )
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -156,7 +158,9 @@ def load_sources(data_dir: Path) -> TrainingSources:
         with rasterio.open(path) as src:
             confidence, doy = src.read(1), src.read(2)
         name = path.stem.removeprefix("ba100m_")
-        fires[name] = FireMap(name, doy.astype(np.int32), confidence.astype(np.float32) / 255)
+        fires[name] = FireMap(
+            name, doy.astype(np.int32), confidence.astype(np.float32) / 255
+        )
         digest.update(path.read_bytes())
 
     chrome = _need(data_dir / _CHROME2)
@@ -174,7 +178,9 @@ def load_sources(data_dir: Path) -> TrainingSources:
     post = np.stack([pair[1] for pair in images]).astype(np.float32)
     perimeter = gpd.read_file(chrome / _PERIMETER).to_crs(crs)
     digest.update((chrome / _PERIMETER).read_bytes())
-    inside = rasterize(perimeter.geometry, out_shape=pre.shape[1:], transform=transform) > 0
+    inside = (
+        rasterize(perimeter.geometry, out_shape=pre.shape[1:], transform=transform) > 0
+    )
 
     valid = np.isfinite(pre).all(0) & np.isfinite(post).all(0)
     dnbr = _nbr(pre) - _nbr(post)
@@ -197,7 +203,10 @@ def load_sources(data_dir: Path) -> TrainingSources:
     frp = frp[np.isfinite(frp) & (frp > 0)]
     logger.info(
         "Training sources: %d fires, %d burned and %d unburned spectra, %d FRP values.",
-        len(fires), len(spectra.burned_pre), int(spectra.unburned.sum()), frp.size,
+        len(fires),
+        len(spectra.burned_pre),
+        int(spectra.unburned.sum()),
+        frp.size,
     )
     return TrainingSources(fires, spectra, frp, digest.hexdigest())
 
@@ -249,7 +258,9 @@ def _simulate_tile(
     length = config.sequence_length
     rows, cols = doy.shape
     burned = doy > 0
-    first, last = (int(doy[burned].min()), int(doy[burned].max())) if burned.any() else (0, 0)
+    first, last = (
+        (int(doy[burned].min()), int(doy[burned].max())) if burned.any() else (0, 0)
+    )
 
     # window start (DOY of day 0): holding the fire, before it, or after it
     draw = 1.0 if force_fire else rng.random()
@@ -269,7 +280,9 @@ def _simulate_tile(
     days = np.arange(length, dtype=np.float32)[:, None, None, None]
     ramp = _seasonal_ramp(length, rng)[:, None, None, None]
     jitter = rng.normal(1.0, 0.1, (1, 1, rows, cols)).astype(np.float32)
-    series = pre[None] + (post - pre)[None] * np.clip(ramp * jitter, 0, 1)  # (time, 3, y, x)
+    series = pre[None] + (post - pre)[None] * np.clip(
+        ramp * jitter, 0, 1
+    )  # (time, 3, y, x)
 
     n_burn = int((burns_here | burned_before).sum())
     pick = rng.integers(0, len(sources.spectra.burned_post), n_burn)
@@ -279,11 +292,15 @@ def _simulate_tile(
     series = np.where(after | burned_before[None, None], scar[None], series)
 
     series = series + rng.normal(0, config.noise_std, series.shape).astype(np.float32)
-    series = series + rng.normal(0, config.day_offset_std, (length, 3, 1, 1)).astype(np.float32)
+    series = series + rng.normal(0, config.day_offset_std, (length, 3, 1, 1)).astype(
+        np.float32
+    )
     series = np.where(_clouds(length, rows, cols, config, rng)[:, None], np.nan, series)
 
     frp = _active_fires(sources.frp, index, burns_here, length, config, rng)
-    x = np.concatenate([series.transpose(1, 0, 2, 3), frp[None]], axis=0).astype(np.float32)
+    x = np.concatenate([series.transpose(1, 0, 2, 3), frp[None]], axis=0).astype(
+        np.float32
+    )
     weight = np.where(burned, np.clip(conf, 0.5, 1.0), 1.0).astype(np.float32)
     return x, index.astype(np.int64), weight
 
@@ -328,7 +345,11 @@ def _seasonal_ramp(length: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _clouds(
-    length: int, rows: int, cols: int, config: SimulationConfig, rng: np.random.Generator
+    length: int,
+    rows: int,
+    cols: int,
+    config: SimulationConfig,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Return (time, y, x) bool: cloud blobs and whole-day gaps."""
     field_ = ndimage.gaussian_filter(

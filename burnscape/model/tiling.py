@@ -157,7 +157,9 @@ def blend_tiles(
     weight_sum = np.zeros(core_shape, dtype=np.float64)
 
     for batch in _batches(rows, cols, batch_size):
-        inputs = np.stack([block[..., r.start : r.stop, c.start : c.stop] for r, c in batch])
+        inputs = np.stack(
+            [block[..., r.start : r.stop, c.start : c.stop] for r, c in batch]
+        )
         outputs = predict(inputs)
         if total is None:
             total = np.zeros((outputs.shape[1], *core_shape), dtype=np.float64)
@@ -194,7 +196,11 @@ def _axis_plan(
     for start in starts.tolist():
         lo = min(max(start, origin), origin + block_len - size)
         weights = taper(
-            size, grid.overlap, grid.guard, taper_start=lo > 0, taper_end=lo + size < length
+            size,
+            grid.overlap,
+            grid.guard,
+            taper_start=lo > 0,
+            taper_end=lo + size < length,
         )
         nonzero = np.flatnonzero(weights)
         first, last = lo + int(nonzero[0]), lo + int(nonzero[-1]) + 1

@@ -41,7 +41,13 @@ from burnscape.model.weights import WeightsMetadata, save_banet_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HeldOutScore", "TrainingConfig", "evaluate_fires", "normalise", "train_banet"]
+__all__ = [
+    "HeldOutScore",
+    "TrainingConfig",
+    "evaluate_fires",
+    "normalise",
+    "train_banet",
+]
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,12 @@ class TrainingConfig:
     steps: int = 300
     learning_rate: float = 3e-3
     seed: int = 0
-    train_fires: tuple[str, ...] = ("PT2017_1", "PT2018_1", "Attica2018_2", "FRiv2017_1")
+    train_fires: tuple[str, ...] = (
+        "PT2017_1",
+        "PT2018_1",
+        "Attica2018_2",
+        "FRiv2017_1",
+    )
     heldout_fires: tuple[str, ...] = ("Attica2018_1", "FRiv2017_2")
     heldout_repeats: int = 3
     normalisation_samples: int = 64
@@ -108,7 +119,9 @@ def train_banet(
     if overlap:
         raise ModelError(f"fires {sorted(overlap)} are both trained on and held out")
     sources = load_sources(data_dir)
-    unknown = sorted(set(config.train_fires + config.heldout_fires) - set(sources.fires))
+    unknown = sorted(
+        set(config.train_fires + config.heldout_fires) - set(sources.fires)
+    )
     if unknown:
         raise ModelError(f"unknown fires {unknown}; available: {sorted(sources.fires)}")
 
@@ -121,14 +134,22 @@ def train_banet(
         sources, list(config.train_fires), config.normalisation_samples, simulation, rng
     )
     mean, std = _channel_stats(sample.x)
-    model = BANet(BANetConfig(width=config.width, sequence_length=config.sequence_length))
+    model = BANet(
+        BANetConfig(width=config.width, sequence_length=config.sequence_length)
+    )
     started = time.perf_counter()
     losses = _fit(model, sources, simulation, config, mean, std, rng, progress)
     elapsed = time.perf_counter() - started
 
     score = evaluate_fires(
-        [model], sources, list(config.heldout_fires), simulation, mean, std,
-        repeats=config.heldout_repeats, seed=config.seed + 1,
+        [model],
+        sources,
+        list(config.heldout_fires),
+        simulation,
+        mean,
+        std,
+        repeats=config.heldout_repeats,
+        seed=config.seed + 1,
     )
     metadata = WeightsMetadata(
         architecture=model.config.to_dict(),
@@ -139,8 +160,11 @@ def train_banet(
         training_data_sha256=sources.data_hash(simulation, config.seed),
         code_version=__version__,
         extra={
-            "training": {**_plain(asdict(config)), "seconds": round(elapsed, 1),
-                         "final_loss": float(np.mean(losses[-20:]))},
+            "training": {
+                **_plain(asdict(config)),
+                "seconds": round(elapsed, 1),
+                "final_loss": float(np.mean(losses[-20:])),
+            },
             "simulation": _plain(asdict(simulation)),
             "semi_synthetic": (
                 "real burn-date maps, spectra and FRP; simulated clouds, gaps, "
@@ -219,7 +243,9 @@ def _fit(
 ) -> list[float]:
     """Run the optimisation loop; return the loss of every step."""
     model.train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=1e-4
+    )
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=config.learning_rate, total_steps=max(1, config.steps)
     )
@@ -230,7 +256,9 @@ def _fit(
         )
         inputs, target, weight = _tensors(batch, mean, std, simulation.sequence_length)
         logits = model(inputs)
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight)
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            logits, target, weight=weight
+        )
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -265,7 +293,9 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
-def _score(probability: np.ndarray, burn_index: np.ndarray, threshold: float) -> np.ndarray:
+def _score(
+    probability: np.ndarray, burn_index: np.ndarray, threshold: float
+) -> np.ndarray:
     """Return counts (tp, fp, fn, dated within 1 day, within 2) for one sequence."""
     detected = np.clip(probability.sum(axis=0), 0, 1) >= threshold
     truth = burn_index >= 0

@@ -25,7 +25,12 @@ from burnscape.model.banet import BANet, BANetConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WEIGHTS_FORMAT", "WeightsMetadata", "load_banet_weights", "save_banet_weights"]
+__all__ = [
+    "WEIGHTS_FORMAT",
+    "WeightsMetadata",
+    "load_banet_weights",
+    "save_banet_weights",
+]
 
 WEIGHTS_FORMAT = "burnscape-banet/1"
 """Format tag written into every weight file."""
@@ -103,12 +108,23 @@ def save_banet_weights(
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     state = {
-        name: (t.detach().cpu().half() if half and t.is_floating_point() else t.detach().cpu())
+        name: (
+            t.detach().cpu().half()
+            if half and t.is_floating_point()
+            else t.detach().cpu()
+        )
         for name, t in model.state_dict().items()
     }
-    extra = {**metadata.extra, "saved": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    extra = {
+        **metadata.extra,
+        "saved": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     meta = WeightsMetadata(**{**metadata.__dict__, "extra": extra})
-    payload = {"format": WEIGHTS_FORMAT, "metadata": meta.to_dict(), "state_dict": state}
+    payload = {
+        "format": WEIGHTS_FORMAT,
+        "metadata": meta.to_dict(),
+        "state_dict": state,
+    }
     tmp = target.with_suffix(target.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(target)
@@ -138,14 +154,22 @@ def load_banet_weights(
             "BA-Net files (written by 'burnscape train') are accepted"
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        found = (
+            payload.get("format")
+            if isinstance(payload, dict)
+            else type(payload).__name__
+        )
         raise WeightsError(f"{source} is not a {WEIGHTS_FORMAT} file (found {found!r})")
     try:
         metadata = WeightsMetadata.from_dict(payload["metadata"])
         model = BANet(BANetConfig(**metadata.architecture))
-        state = {name: t.float() if t.is_floating_point() else t
-                 for name, t in payload["state_dict"].items()}
+        state = {
+            name: t.float() if t.is_floating_point() else t
+            for name, t in payload["state_dict"].items()
+        }
         model.load_state_dict(state, strict=True)
     except (KeyError, TypeError, RuntimeError) as err:
-        raise WeightsError(f"{source} does not match its BA-Net architecture: {err}") from err
+        raise WeightsError(
+            f"{source} does not match its BA-Net architecture: {err}"
+        ) from err
     return model.eval().to(device), metadata

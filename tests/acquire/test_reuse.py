@@ -21,7 +21,9 @@ from burnscape.errors import ConfigError
 UTC = dt.UTC
 
 
-def _record(ledger: Ledger, url: str, window_end: dt.datetime | None, created: str) -> str:
+def _record(
+    ledger: Ledger, url: str, window_end: dt.datetime | None, created: str
+) -> str:
     ledger.record_request(
         source="s",
         method="GET",
@@ -46,19 +48,25 @@ def test_closed_window_is_reused_forever_open_window_only_while_young(
     with Ledger(tmp_path / "l.sqlite") as ledger:
         # Window ended 2024-07-01; recorded 2024-07-05 > end + 2 days: closed.
         closed = _record(
-            ledger, "http://h/closed", window_end_of_days(dt.date(2024, 6, 30)),
+            ledger,
+            "http://h/closed",
+            window_end_of_days(dt.date(2024, 6, 30)),
             "2024-07-05T00:00:00+00:00",
         )
         # Window ended 2024-07-09, recorded 2024-07-09T20:00 (inside the latency).
         open_old = _record(
-            ledger, "http://h/open-old", window_end_of_days(dt.date(2024, 7, 8)),
+            ledger,
+            "http://h/open-old",
+            window_end_of_days(dt.date(2024, 7, 8)),
             "2024-07-09T20:00:00+00:00",
         )
         open_young = _record(
             ledger, "http://h/open-young", None, "2024-07-10T09:00:00+00:00"
         )
         for key, expected in ((closed, True), (open_old, False), (open_young, True)):
-            found = SearchPass(ledger, policy, source="s", window_end=None, now=now).find(key)
+            found = SearchPass(
+                ledger, policy, source="s", window_end=None, now=now
+            ).find(key)
             assert (found is not None) is expected, key
 
 
@@ -80,8 +88,12 @@ def test_fresh_record_replaces_the_old_answer_with_its_window(tmp_path: Path) ->
     end = dt.datetime(2024, 7, 3, tzinfo=UTC)
     with Ledger(tmp_path / "l.sqlite") as ledger:
         search = SearchPass(ledger, ReusePolicy(), source="s", window_end=end)
-        search.record(method="GET", url="http://h/q", params=None, status=200, response="a")
-        search.record(method="GET", url="http://h/q", params=None, status=200, response="b")
+        search.record(
+            method="GET", url="http://h/q", params=None, status=200, response="a"
+        )
+        search.record(
+            method="GET", url="http://h/q", params=None, status=200, response="b"
+        )
         found = ledger.find_request(request_key("GET", "http://h/q", None))
     assert found is not None and found.response == "b"
     assert found.window_end is not None and parse_time(found.window_end) == end
@@ -90,7 +102,10 @@ def test_fresh_record_replaces_the_old_answer_with_its_window(tmp_path: Path) ->
 def test_without_a_ledger_nothing_is_reused_or_recorded() -> None:
     search = SearchPass(None, ReusePolicy(), source="s", window_end=None)
     assert search.find("k") is None
-    assert search.record(method="GET", url="u", params=None, status=200, response="") is None
+    assert (
+        search.record(method="GET", url="u", params=None, status=200, response="")
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -118,11 +133,16 @@ def test_options_in_hours() -> None:
         (None, None),
         ("2024-07-01T00:00:00Z/..", None),
         ("2024-07-01/", None),
-        ("2024-07-01T00:00:00Z/2024-07-02T12:00:00Z", dt.datetime(2024, 7, 2, 12, tzinfo=UTC)),
+        (
+            "2024-07-01T00:00:00Z/2024-07-02T12:00:00Z",
+            dt.datetime(2024, 7, 2, 12, tzinfo=UTC),
+        ),
         ("2024-07-02T00:00:00Z", dt.datetime(2024, 7, 2, tzinfo=UTC)),
     ],
 )
-def test_window_end_of_interval(interval: str | None, expected: dt.datetime | None) -> None:
+def test_window_end_of_interval(
+    interval: str | None, expected: dt.datetime | None
+) -> None:
     assert window_end_of_interval(interval) == expected
 
 

@@ -67,7 +67,9 @@ def chrome2_cube(shared_data: Path) -> xr.Dataset:
             with rasterio.open(folder / name) as src:
                 dn = src.read(1).astype(np.float32)
                 transform, crs = src.transform, src.crs
-            layers.append(np.where(dn == 0, np.nan, 2.0e-5 * dn - 0.1).astype(np.float32))
+            layers.append(
+                np.where(dn == 0, np.nan, 2.0e-5 * dn - 0.1).astype(np.float32)
+            )
         bands[band] = (("time", "y", "x"), np.stack(layers))
     rows, cols = layers[0].shape
     x = transform.c + transform.a * (np.arange(cols) + 0.5)
@@ -75,7 +77,8 @@ def chrome2_cube(shared_data: Path) -> xr.Dataset:
     # The acquisition days are unknown: honest windows before/after 2018-06-09.
     time = np.array(["2013-04-11", "2018-06-09"], dtype="datetime64[ns]")
     bounds = np.array(
-        [["2013-04-11", "2018-06-08"], ["2018-06-09", "2021-05-02"]], dtype="datetime64[ns]"
+        [["2013-04-11", "2018-06-08"], ["2018-06-09", "2021-05-02"]],
+        dtype="datetime64[ns]",
     )
     cube = xr.Dataset(bands, coords={"time": time, "y": y, "x": x})
     cube["time_bnds"] = (("time", "nv"), bounds)

@@ -11,7 +11,11 @@ from burnscape.model.daily import BANetSpec, SequencePredictor, to_daily
 from burnscape.model.inference import predict_burned
 from burnscape.model.summary import summarize_daily
 from burnscape.model.tiling import TileGrid
-from burnscape.model.weights import WeightsMetadata, load_banet_weights, save_banet_weights
+from burnscape.model.weights import (
+    WeightsMetadata,
+    load_banet_weights,
+    save_banet_weights,
+)
 from tests.model.conftest import requires_cuda
 
 SMALL = BANetConfig(width=0.125, sequence_length=16)
@@ -41,7 +45,11 @@ def _metadata(config: BANetConfig = SMALL) -> WeightsMetadata:
 @pytest.fixture
 def weight_files(tmp_path):
     return tuple(
-        str(save_banet_weights(tmp_path / f"m{seed}.pt", _random_model(seed), _metadata()))
+        str(
+            save_banet_weights(
+                tmp_path / f"m{seed}.pt", _random_model(seed), _metadata()
+            )
+        )
         for seed in (0, 1)
     )
 
@@ -101,15 +109,21 @@ def test_foreign_weight_files_are_refused(tmp_path):
 
 def test_predictor_pads_space_and_time_and_blends_windows():
     model = _random_model()
-    eager = SequencePredictor([model], device=torch.device("cpu"), sequence_length=16,
-                              time_overlap=8)
+    eager = SequencePredictor(
+        [model], device=torch.device("cpu"), sequence_length=16, time_overlap=8
+    )
     batch = np.random.default_rng(0).normal(size=(2, 4, 40, 20, 45)).astype(np.float32)
     out = eager(batch)
     assert out.shape == (2, 40, 20, 45) and np.all((out >= 0) & (out <= 1))
     short = eager(batch[:, :, :10])
     assert short.shape == (2, 10, 20, 45)
-    folded = SequencePredictor([model], device=torch.device("cpu"), sequence_length=16,
-                               time_overlap=8, fold_norms=True)
+    folded = SequencePredictor(
+        [model],
+        device=torch.device("cpu"),
+        sequence_length=16,
+        time_overlap=8,
+        fold_norms=True,
+    )
     np.testing.assert_allclose(folded(batch), out, atol=1e-5)
 
 
@@ -118,8 +132,10 @@ def test_ensemble_averages_members():
     batch = np.random.default_rng(1).normal(size=(1, 4, 16, 32, 32)).astype(np.float32)
     kwargs = {"device": torch.device("cpu"), "sequence_length": 16}
     both = SequencePredictor([first, second], **kwargs)(batch)
-    mean = (SequencePredictor([first], **kwargs)(batch)
-            + SequencePredictor([second], **kwargs)(batch)) / 2
+    mean = (
+        SequencePredictor([first], **kwargs)(batch)
+        + SequencePredictor([second], **kwargs)(batch)
+    ) / 2
     np.testing.assert_allclose(both, mean, atol=1e-6)
 
 
@@ -134,7 +150,11 @@ def test_daily_summary_dates_and_interval():
     values[:, 0, 2] = np.nan  # never observed
     cube = xr.Dataset(
         {"nir": (("time", "y", "x"), values)},
-        coords={"time": days.astype("datetime64[ns]"), "y": [0.0], "x": [0.0, 1.0, 2.0]},
+        coords={
+            "time": days.astype("datetime64[ns]"),
+            "y": [0.0],
+            "x": [0.0, 1.0, 2.0],
+        },
     )
     probability = xr.DataArray(prob, dims=("time", "y", "x")).chunk({"x": 2})
     out = summarize_daily(probability, cube, bands=("nir",)).compute()
@@ -175,8 +195,9 @@ def test_ensemble_members_must_share_normalisation(tmp_path, weight_files):
 
 def test_to_daily_rejects_two_slots_on_one_day():
     time = np.array(["2020-01-01T10", "2020-01-01T20"], dtype="datetime64[ns]")
-    cube = xr.Dataset({"nir": (("time", "y", "x"), np.ones((2, 1, 1)))},
-                      coords={"time": time})
+    cube = xr.Dataset(
+        {"nir": (("time", "y", "x"), np.ones((2, 1, 1)))}, coords={"time": time}
+    )
     with pytest.raises(ModelError, match="two time slots on one day"):
         to_daily(cube)
 
@@ -186,7 +207,10 @@ def test_to_daily_rejects_two_slots_on_one_day():
 def test_gpu_bfloat16_matches_cpu():
     model = _random_model()
     batch = np.random.default_rng(2).normal(size=(2, 4, 16, 64, 64)).astype(np.float32)
-    cpu = SequencePredictor([model], device=torch.device("cpu"), sequence_length=16)(batch)
-    gpu = SequencePredictor([_random_model()], device=torch.device("cuda"),
-                            sequence_length=16)(batch)
+    cpu = SequencePredictor([model], device=torch.device("cpu"), sequence_length=16)(
+        batch
+    )
+    gpu = SequencePredictor(
+        [_random_model()], device=torch.device("cuda"), sequence_length=16
+    )(batch)
     np.testing.assert_allclose(gpu, cpu, atol=3e-2)

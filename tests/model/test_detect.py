@@ -28,14 +28,23 @@ def test_banet_detect_writes_burned_zarr(tmp_path):
     weights = save_banet_weights(tmp_path / "w.pt", _random_model(), _metadata())
     cube_path, burned_path = tmp_path / "cube.zarr", tmp_path / "burned.zarr"
     _write_cube(_daily_cube(), cube_path)
-    detect(cube_path, burned_path, DetectorConfig(kind="banet", weights=(str(weights),)))
+    detect(
+        cube_path, burned_path, DetectorConfig(kind="banet", weights=(str(weights),))
+    )
 
     burned = xr.open_zarr(burned_path, mask_and_scale=False, decode_times=False)
     assert burned.attrs["detector"] == "banet"
     assert burned.attrs["weights_sha256"] == sha256_file(weights)
     assert json.loads(burned.attrs["detector_params"])["sequence_length"] == 16
-    for name in ("burned", "confidence", "burn_date", "burn_date_min", "burn_date_max",
-                 "observation_count", "probability"):
+    for name in (
+        "burned",
+        "confidence",
+        "burn_date",
+        "burn_date_min",
+        "burn_date_max",
+        "observation_count",
+        "probability",
+    ):
         assert name in burned
     assert burned["burned"].dtype == np.uint8 and burned["burn_date"].dtype == np.int32
     assert burned["probability"].sizes["time"] == 20
@@ -46,29 +55,42 @@ def test_banet_detect_writes_burned_zarr(tmp_path):
 
 def test_model_detectors_need_weights(tmp_path):
     with pytest.raises(ModelError, match="needs detector.weights"):
-        detect(tmp_path / "cube.zarr", tmp_path / "b.zarr", DetectorConfig(kind="banet"))
+        detect(
+            tmp_path / "cube.zarr", tmp_path / "b.zarr", DetectorConfig(kind="banet")
+        )
 
 
 def test_banet_refuses_multi_year_cubes(tmp_path):
     weights = save_banet_weights(tmp_path / "w.pt", _random_model(), _metadata())
     cube = _daily_cube(rows=8, cols=8, days=12).isel(time=[0, 1, 2])
     cube = cube.assign_coords(
-        time=np.array(["2013-04-11", "2016-01-01", "2018-06-09"], dtype="datetime64[ns]")
+        time=np.array(
+            ["2013-04-11", "2016-01-01", "2018-06-09"], dtype="datetime64[ns]"
+        )
     )
     _write_cube(cube, tmp_path / "cube.zarr", chunk=8)
     with pytest.raises(ModelError, match="at most 731"):
-        detect(tmp_path / "cube.zarr", tmp_path / "b.zarr",
-               DetectorConfig(kind="banet", weights=(str(weights),)))
+        detect(
+            tmp_path / "cube.zarr",
+            tmp_path / "b.zarr",
+            DetectorConfig(kind="banet", weights=(str(weights),)),
+        )
 
 
 @pytest.mark.slow
-def test_firehr_detect_on_chrome2(tmp_path, firehr_weights, chrome2_cube, chrome2_perimeter):
+def test_firehr_detect_on_chrome2(
+    tmp_path, firehr_weights, chrome2_cube, chrome2_perimeter
+):
     cube_path, burned_path = tmp_path / "cube.zarr", tmp_path / "burned.zarr"
     cube = chrome2_cube.chunk({"time": 1, "y": 256, "x": 256})
     for name in cube.data_vars:
         cube[name].encoding.clear()
     cube.to_zarr(cube_path, mode="w", consolidated=True, zarr_format=2)
-    detect(cube_path, burned_path, DetectorConfig(kind="firehr", weights=(str(firehr_weights),)))
+    detect(
+        cube_path,
+        burned_path,
+        DetectorConfig(kind="firehr", weights=(str(firehr_weights),)),
+    )
 
     burned = xr.open_zarr(burned_path, mask_and_scale=False, decode_times=False)
     params = json.loads(burned.attrs["detector_params"])

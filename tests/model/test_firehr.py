@@ -73,9 +73,13 @@ def test_tiles_blend_to_the_untiled_result(firehr_weights):
 def test_smoothing_matches_torch_reflect_mean():
     doy = np.random.default_rng(2).uniform(0, 200, (30, 40)).astype(np.float32)
     kernel = torch.ones(1, 1, 7, 7) / 49.0
-    padded = torch.nn.functional.pad(torch.from_numpy(doy)[None, None], (3,) * 4, "reflect")
+    padded = torch.nn.functional.pad(
+        torch.from_numpy(doy)[None, None], (3,) * 4, "reflect"
+    )
     expected = torch.nn.functional.conv2d(padded, kernel)[0, 0].numpy()
-    np.testing.assert_allclose(smooth_coarse_doy(doy, 7), expected, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        smooth_coarse_doy(doy, 7), expected, rtol=1e-5, atol=1e-3
+    )
 
 
 def test_filter_keeps_the_ground_width():
@@ -106,7 +110,9 @@ def test_chrome2_refined_by_real_weights(
     """FireHR on the CHROME 2 pair with the spectral detector's mask as coarse input."""
     from burnscape.model.spectral import SpectralParams, detect_spectral
 
-    spectral = detect_spectral(chrome2_cube.chunk({"y": 256, "x": 256}), SpectralParams())
+    spectral = detect_spectral(
+        chrome2_cube.chunk({"y": 256, "x": 256}), SpectralParams()
+    )
     coarse = spectral["burned"].values == 1
     doy = np.where(coarse, 160.0, 0.0).astype(np.float32)  # alarm date 2018-06-09
     bands = ("red", "nir", "swir2")
@@ -140,7 +146,11 @@ def _small_cube(rows: int = 64, cols: int = 72) -> xr.Dataset:
         bands[band] = (("time", "y", "x"), values)
     cube = xr.Dataset(
         bands,
-        coords={"time": times, "y": 1000.0 - 30 * np.arange(rows), "x": 30.0 * np.arange(cols)},
+        coords={
+            "time": times,
+            "y": 1000.0 - 30 * np.arange(rows),
+            "x": 30.0 * np.arange(cols),
+        },
     )
     doy = np.zeros((rows, cols), np.float32)
     doy[20:40, 30:60] = 160.0
@@ -149,7 +159,9 @@ def _small_cube(rows: int = 64, cols: int = 72) -> xr.Dataset:
 
 
 def test_spec_chunked_equals_whole_array(firehr_weights):
-    spec = FireHRSpec(weights=str(firehr_weights), split_date="2018-06-09", filter_size=11)
+    spec = FireHRSpec(
+        weights=str(firehr_weights), split_date="2018-06-09", filter_size=11
+    )
     cube = _small_cube()
     whole = predict_burned(cube.chunk({"y": -1, "x": -1}), spec, halo=0).compute()
     for chunks in ({"y": 20, "x": 30}, {"y": 33, "x": 17}):
