@@ -140,11 +140,11 @@ def _download_manifest(
     workers: int,
     progress: bool,
 ) -> list[DownloadResult]:
+    planned = read_manifest(manifest, dest)  # a bad manifest creates nothing
     dest.mkdir(parents=True, exist_ok=True)
     with Ledger(ledger_path or dest / LEDGER_NAME) as ledger:
         if not progress:
             return download_manifest(manifest, dest, ledger, max_workers=workers)
-        planned = read_manifest(manifest, dest)
         with DownloadProgress(planned, label=manifest.name) as bar:
             return download_manifest(
                 manifest, dest, ledger, max_workers=workers, on_event=bar.on_event

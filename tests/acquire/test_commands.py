@@ -120,10 +120,12 @@ def test_manifest_needs_its_columns(tmp_path: Path) -> None:
         ConfigError, match=r"lacks the columns \['filename', 'size', 'checksum'\]"
     ):
         read_manifest(path, tmp_path)
+    dest = tmp_path / "d"
     result = CliRunner().invoke(
-        main, ["download", "--manifest", str(path), "--dest", "d"]
+        main, ["download", "--manifest", str(path), "--dest", str(dest)]
     )
     assert result.exit_code == 1 and "lacks the columns" in result.output
+    assert not dest.exists()  # nothing created for a manifest that cannot be read
 
 
 def test_download_needs_workflow_or_manifest() -> None:
