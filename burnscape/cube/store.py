@@ -4,7 +4,7 @@ Layout (Zarr v2, consolidated; see CONTRACTS.md): dims (time, y, x), north-up;
 one float32 variable per band (``_FillValue`` NaN, chunks (1, c, c)); ``time``
 and ``time_bnds`` as int64 :data:`~burnscape.cube.timeaxis.TIME_UNITS`;
 ``valid_pixels``, ``day_complete`` and ``day_status`` per slot;
-``observation_count`` per pixel; ``spatial_ref`` grid mapping.
+``observation_count`` per pixel (:mod:`.counts`); ``spatial_ref`` grid mapping.
 
 Crash safety rests on three rules:
 
@@ -57,7 +57,6 @@ __all__ = [
     "finish_day",
     "open_cube",
     "read_days",
-    "write_observation_count",
 ]
 
 logger = logging.getLogger(__name__)
@@ -278,51 +277,6 @@ def finish_day(
     _array(group, "valid_pixels")[index] = int(valid_pixels)
     records[index] = int(status)
     _array(group, "day_complete")[index] = int(status in COMPLETE_STATUSES)
-
-
-def write_observation_count(path: Path, chunk_size: int) -> bool:
-    """Count the days with any valid band per pixel, over complete days only.
-
-    Runs on the current Dask scheduler, chunk by chunk. Skipped when the
-    complete days and their inputs are those of the stored count.
-
-    Returns
-    -------
-    bool
-        Whether the count was rewritten.
-    """
-    records = read_days(path)
-    done = np.flatnonzero(records.complete.astype(bool))
-    basis = _digest(
-        [
-            [records.key(int(i)), records.inputs.get(records.key(int(i)), "")]
-            for i in done
-        ]
-    )
-    group = _open(path)
-    if _array(group, "observation_count").attrs.get("basis") == basis:
-        return False
-    cube = xr.open_zarr(path, consolidated=False)
-    bands = [name for name in cube.data_vars if cube[name].dims == ("time", "y", "x")]
-    valid = None
-    for band in bands:
-        finite = cube[band].isel(time=done).notnull()
-        valid = finite if valid is None else (valid | finite)
-    if valid is None or done.size == 0:
-        count = xr.zeros_like(cube["observation_count"])
-    else:
-        count = valid.sum("time").astype(np.int16)
-    count = count.chunk({"y": chunk_size, "x": chunk_size})
-    out = count.to_dataset(name="observation_count")
-    out = out.drop_vars(list(out.coords), errors="ignore")
-    out.to_zarr(
-        path,
-        mode="r+",
-        region={"y": slice(None), "x": slice(None)},
-        consolidated=False,
-    )
-    _array(group, "observation_count").attrs["basis"] = basis
-    return True
 
 
 def consolidate(path: Path) -> None:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
+from burnscape.cube.counts import write_observation_count
 from burnscape.cube.grid import Grid, Tile
 from burnscape.cube.readers import (
     BandFile,
@@ -55,7 +56,6 @@ from burnscape.cube.store import (
     finish_day,
     open_cube,
     read_days,
-    write_observation_count,
 )
 from burnscape.cube.timeaxis import TIME_UNITS, TimeSlot, scene_slots
 from burnscape.errors import BurnscapeError, GranuleReadError, MissingBandError
@@ -209,8 +209,7 @@ def build_cube(
     tiles = list(grid.tiles(chunk_size))
     _write(path, work, grid, tiles, names, client, summary)
 
-    if write_observation_count(path, chunk_size):
-        logger.info("Observation count of %s refreshed.", path)
+    write_observation_count(path, tiles, client)
     consolidate(path)
     return summary
 
