@@ -102,7 +102,7 @@ def detect(
 
 
 def shipped_banet_weights() -> Path:
-    """Return the BA-Net weights trained by ``burnscape train`` that ship with burnscape."""
+    """Return the BA-Net weights that ship with burnscape (``burnscape train``)."""
     return Path(
         str(resources.files("burnscape.model") / "weights" / "banet-semisynthetic.pt")
     )

@@ -104,7 +104,7 @@ class BANet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return logits (batch, 1, time, y, x) for input (batch, channel, time, y, x)."""
+        """Return logits (batch, 1, time, y, x) for (batch, channel, time, y, x)."""
         c1 = self.stconv1(x)
         c2 = self.stconv2(c1)
         c3 = self.stconv3(c2)
@@ -115,7 +115,10 @@ class BANet(nn.Module):
         up = self.ustconv4(_cat_channels(c4, up))
         up = self.ustconv3(_cat_channels(c3, up))
         up = self.ustconv2(_cat_channels(c2, up))
-        return self.head(_cat_channels(c1, up))
+        del c2, c3, c4, c5
+        features = _cat_channels(c1, up)
+        del c1, up  # the full-resolution maps are the largest: free them early
+        return self.head(features)
 
 
 def fold_batch_norm(model: nn.Module) -> nn.Module:
@@ -142,20 +145,31 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
 
 
 class _PixelLSTM(nn.Module):
-    """An LSTM along time at every pixel; keeps (batch, channel, time, y, x)."""
+    """An LSTM along time at every pixel; keeps (batch, channel, time, y, x).
 
-    def __init__(self, channels: int) -> None:
+    Pixels are run in groups of ``group`` sequences, so the gate activations
+    (four times the output) never exist for the whole batch at once.
+    """
+
+    def __init__(self, channels: int, group: int = 4096) -> None:
         super().__init__()
         self.lstm = nn.LSTM(channels, channels, batch_first=True)
+        self.group = group
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, steps, rows, cols = x.shape
-        sequences = x.permute(0, 3, 4, 2, 1).reshape(-1, steps, channels)
-        out, _ = self.lstm(sequences)
-        out = out.reshape(batch, rows, cols, steps, channels)
-        return out.permute(0, 4, 3, 1, 2).contiguous(
-            memory_format=torch.channels_last_3d
-        )
+        pixels = rows * cols
+        sequences = x.permute(0, 3, 4, 2, 1).reshape(batch, pixels, steps, channels)
+        del x
+        out: torch.Tensor | None = None
+        for image in range(batch):
+            for first in range(0, pixels, self.group):
+                part, _ = self.lstm(sequences[image, first : first + self.group])
+                if out is None:  # (batch, time, pixel, channel): channels-last-3d
+                    out = part.new_empty((batch, steps, pixels, channels))
+                out[image, :, first : first + part.shape[0]] = part.transpose(0, 1)
+        assert out is not None
+        return out.view(batch, steps, rows, cols, channels).permute(0, 4, 1, 2, 3)
 
 
 class _SpaceTime(nn.Module):

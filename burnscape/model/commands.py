@@ -153,6 +153,7 @@ def train(
     click.echo(
         f"held-out detection F1 {score.f1:.3f} (precision {score.precision:.3f}, "
         f"recall {score.recall:.3f}); burned pixels dated within 1 day "
-        f"{score.dated_within_1_day:.1%}, within 2 days {score.dated_within_2_days:.1%} "
+        f"{score.dated_within_1_day:.1%}, "
+        f"within 2 days {score.dated_within_2_days:.1%} "
         f"({score.burned_pixels} burned pixels)"
     )

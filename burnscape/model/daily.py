@@ -21,7 +21,7 @@ import xarray as xr
 from torch import nn
 
 from burnscape.errors import ModelError, SkippedInputWarning, WeightsError
-from burnscape.model.banet import fold_batch_norm
+from burnscape.model.banet import BANetConfig, fold_batch_norm
 from burnscape.model.plugin import autocast_dtype
 from burnscape.model.summary import summarize_daily
 from burnscape.model.tiling import TileGrid, axis_tiles, taper
@@ -43,6 +43,7 @@ BANET_GRID = TileGrid(tile_size=128, overlap=32, guard=0)
 
 _SPACE_MULTIPLE = 32  # five stride-2 stages
 _TIME_MULTIPLE = 16  # four stride-2 stages in time
+_NETWORK_BYTES = 18  # peak bytes per pixel-day and first-block channel (CPU)
 _VOXELS = [0]  # pixel-days this process has run through the network (benchmarks)
 
 
@@ -68,6 +69,10 @@ class BANetSpec:
     fold_norms
         Fold batch norm into the convolutions before inference (same output,
         one pass less over every feature map).
+    cpu_bf16
+        Run under bfloat16 autocast on the CPU: True, False, or None to do so
+        where the CPU has bfloat16 matrix units (see
+        :func:`~burnscape.model.plugin.autocast_dtype`). GPUs always use it.
     """
 
     weights: tuple[str, ...]
@@ -76,6 +81,7 @@ class BANetSpec:
     device: str = "auto"
     time_overlap: int = 16
     fold_norms: bool = True
+    cpu_bf16: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.weights:
@@ -101,7 +107,26 @@ class BANetSpec:
             sequence_length=meta.sequence_length,
             time_overlap=self.time_overlap,
             fold_norms=self.fold_norms,
+            cpu_bf16=self.cpu_bf16,
         )
+
+    def tile_nbytes(self, tile_shape: tuple[int, ...]) -> int:
+        """Return the peak bytes of one tile (channel, time, y, x) through BA-Net.
+
+        Measured on the CPU: at most about 18 bytes per pixel-day and
+        first-block channel inside the network (float32; bfloat16 autocast
+        needs about half), one sequence window and one ensemble member at a
+        time; plus the input and its padded copy, the float64 blending sums
+        and the ensemble mean over the whole series.
+        """
+        meta = self.metadata
+        first_block = BANetConfig(**meta.architecture).channels[0]
+        channels, days, rows, cols = tile_shape[-4:]
+        padded = (rows + -rows % _SPACE_MULTIPLE) * (cols + -cols % _SPACE_MULTIPLE)
+        length = max(days, meta.sequence_length)
+        network = _NETWORK_BYTES * first_block * meta.sequence_length * padded
+        series = (8 * channels + 16) * length * padded  # inputs, sums, means
+        return network + series
 
     def prepare(self, cube: xr.Dataset) -> xr.DataArray:
         """Return normalised input (channel, time, y, x) on a daily axis; gaps are 0."""
@@ -124,7 +149,7 @@ class BANetSpec:
         return "time", inputs.sizes["time"]
 
     def summarize(self, probability: xr.DataArray, cube: xr.Dataset) -> xr.Dataset:
-        """Burn date = most probable day; confidence = clipped sum of daily probabilities."""
+        """Burn date: the likeliest day; confidence: summed probabilities, clipped."""
         bands = tuple(band for band in self.metadata.bands if band != "frp")
         return summarize_daily(
             probability, to_daily(cube), bands=bands, threshold=self.threshold
@@ -149,11 +174,12 @@ class SequencePredictor:
         sequence_length: int,
         time_overlap: int = 16,
         fold_norms: bool = False,
+        cpu_bf16: bool | None = False,
     ) -> None:
         self.device = device
         self.sequence_length = sequence_length
         self.time_overlap = min(time_overlap, sequence_length - 1)
-        self.autocast = autocast_dtype(device)
+        self.autocast = autocast_dtype(device, cpu_bf16=cpu_bf16)
         memory = torch.channels_last_3d
         if fold_norms:
             models = [fold_batch_norm(model) for model in models]
@@ -193,7 +219,8 @@ class SequencePredictor:
         """Return the ensemble-mean probability (batch, time, y, x) of one window."""
         if window.shape[2] % _TIME_MULTIPLE:
             raise ModelError(
-                f"sequence length {window.shape[2]} is not a multiple of {_TIME_MULTIPLE}"
+                f"sequence length {window.shape[2]} "
+                f"is not a multiple of {_TIME_MULTIPLE}"
             )
         _VOXELS[0] += window.shape[0] * window[0, 0].numel() * len(self.models)
         with torch.inference_mode():

@@ -24,7 +24,13 @@ import numpy as np
 import xarray as xr
 
 from burnscape.errors import ModelError
-from burnscape.model.plugin import ModelPlugin, Predictor, get_predictor
+from burnscape.model.budget import (
+    DEFAULT_MEMORY_FRACTION,
+    estimate_tile_nbytes,
+    memory_budget,
+    tiles_per_batch,
+)
+from burnscape.model.plugin import ModelPlugin, Predictor, get_predictor, select_device
 from burnscape.model.tiling import TileGrid, blend_tiles
 
 if TYPE_CHECKING:
@@ -62,6 +68,10 @@ class ModelSpec(Protocol):
         """Build the predictor on ``device`` (called once per worker process)."""
         ...
 
+    def tile_nbytes(self, tile_shape: tuple[int, ...]) -> int:
+        """Return the peak bytes of one forward pass over one tile (..., y, x)."""
+        ...
+
     def prepare(self, cube: xr.Dataset) -> xr.DataArray:
         """Return the model input, dims (channel, ..., y, x), dask-backed."""
         ...
@@ -80,7 +90,8 @@ def predict_burned(
     model_spec: ModelSpec,
     *,
     halo: int | tuple[int, int],
-    batch_size: int = 8,
+    batch_size: int | None = None,
+    memory_fraction: float = DEFAULT_MEMORY_FRACTION,
     gpu: bool | None = None,
     client: Client | None = None,
 ) -> xr.Dataset:
@@ -99,7 +110,11 @@ def predict_burned(
         axes, or ``(before, after)``. ``model_spec.exact_halo`` makes the
         result independent of the chunking.
     batch_size
-        Tiles per forward pass.
+        Tiles per forward pass. None: as many as fit in the memory budget
+        (see ``memory_fraction``), decided by each task on its worker.
+    memory_fraction
+        Share of the worker's memory limit (on a GPU: of its free memory)
+        that one batch may take, by the model's ``tile_nbytes`` estimate.
     gpu
         Put ``resources={"GPU": 1}`` on the model tasks. None: yes when the
         active distributed client has workers offering a ``GPU`` resource.
@@ -132,6 +147,7 @@ def predict_burned(
         halo=halo,
         n_outputs=size,
         batch_size=batch_size,
+        memory_fraction=memory_fraction,
         resources=GPU_RESOURCES if use_gpu else None,
     )
     if use_gpu and client is not None:
@@ -163,7 +179,8 @@ def map_tiles(
     *,
     halo: int | tuple[int, int],
     n_outputs: int,
-    batch_size: int = 8,
+    batch_size: int | None = None,
+    memory_fraction: float = DEFAULT_MEMORY_FRACTION,
     resources: dict[str, int] | None = None,
 ) -> da.Array:
     """Apply a tiled model to a dask array chunk by chunk, with a spatial halo.
@@ -181,7 +198,10 @@ def map_tiles(
     n_outputs
         Channels the predictor returns.
     batch_size
-        Tiles per forward pass.
+        Tiles per forward pass; None: from the memory budget.
+    memory_fraction
+        Share of the worker's memory one batch may take when ``batch_size``
+        is None (see :func:`~burnscape.model.budget.memory_budget`).
     resources
         Task annotation of the model tasks (e.g. ``{"GPU": 1}``).
 
@@ -211,6 +231,7 @@ def map_tiles(
         ),
         "shape": inputs.shape[lead:],
         "batch_size": batch_size,
+        "memory_fraction": memory_fraction,
     }
     with dask.annotate(**({"resources": resources} if resources else {})):
         return da.map_overlap(
@@ -243,7 +264,8 @@ def _predict_block(
     halos: tuple[tuple[int, int], tuple[int, int]],
     starts: tuple[tuple[int, ...], tuple[int, ...]],
     shape: tuple[int, int],
-    batch_size: int,
+    batch_size: int | None,
+    memory_fraction: float,
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
     """Run the model over one chunk plus halo; return the chunk's own output."""
@@ -258,7 +280,15 @@ def _predict_block(
         if block.shape[block.ndim - 2 + axis] < core[-1].stop:
             raise ModelError(f"chunk {location} lacks its halo on axis {axis}")
     predictor = get_predictor(spec)
-    logger.debug("Chunk %s: block %s, origin %s.", location, block.shape, origin)
+    if batch_size is None:
+        batch_size = _budget_batch(block, spec, memory_fraction)
+    logger.debug(
+        "Chunk %s: block %s, origin %s, %d tiles per batch.",
+        location,
+        block.shape,
+        origin,
+        batch_size,
+    )
     return blend_tiles(
         block,
         predictor,
@@ -268,6 +298,17 @@ def _predict_block(
         array_shape=shape,
         batch_size=batch_size,
     )
+
+
+def _budget_batch(block: np.ndarray, spec: Any, fraction: float) -> int:
+    """Return the tiles per batch that fit this worker's memory budget."""
+    device = select_device(getattr(spec, "device", "auto"))
+    tile = spec.grid.tile_size
+    tile_shape = (*block.shape[:-2], *(min(tile, n) for n in block.shape[-2:]))
+    budget = memory_budget(device, fraction)
+    if device.type == "cpu":  # the block itself is already held
+        budget -= block.nbytes
+    return tiles_per_batch(estimate_tile_nbytes(spec, tile_shape), budget)
 
 
 def _min_chunks(

@@ -8,6 +8,7 @@ joins, before any chunk arrives, so no task pays for (or races on) loading.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ __all__ = [
     "Predictor",
     "autocast_dtype",
     "clear_cache",
+    "cpu_has_bf16_matrix_units",
     "get_predictor",
     "load_counts",
     "select_device",
@@ -47,13 +49,17 @@ class Predictor(Protocol):
     float32 NumPy (probabilities).
     """
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Return the model output for a batch of tiles."""
+        ...
 
 
 class LoadableModel(Protocol):
     """Anything that can build a :class:`Predictor` on a device (a model spec)."""
 
-    def load(self, device: torch.device) -> Predictor: ...
+    def load(self, device: torch.device) -> Predictor:
+        """Build the predictor on ``device``."""
+        ...
 
 
 def select_device(preference: str = "auto") -> torch.device:
@@ -68,19 +74,36 @@ def select_device(preference: str = "auto") -> torch.device:
 
 
 def autocast_dtype(
-    device: torch.device, *, cpu_bf16: bool = False
+    device: torch.device, *, cpu_bf16: bool | None = False
 ) -> torch.dtype | None:
     """Return the autocast dtype worth using on ``device``, or None for float32.
 
     On CUDA, bfloat16 halves memory traffic and uses the tensor cores. On the
-    CPU it pays only where the cores have native bfloat16 instructions, so it
-    is off unless ``cpu_bf16`` asks for it.
+    CPU it pays only where the cores have bfloat16 matrix units (Intel AMX):
+    there BA-Net runs about 1.7 times and FireHR about 2 times faster than in
+    float32; elsewhere autocast adds conversions for little gain. So
+    ``cpu_bf16`` True asks for it, False refuses it and None decides by
+    :func:`cpu_has_bf16_matrix_units`.
     """
     if device.type == "cuda":
         return torch.bfloat16
-    if device.type == "cpu" and cpu_bf16:
-        return torch.bfloat16
+    if device.type == "cpu":
+        wanted = cpu_has_bf16_matrix_units() if cpu_bf16 is None else cpu_bf16
+        return torch.bfloat16 if wanted else None
     return None
+
+
+@functools.cache
+def cpu_has_bf16_matrix_units() -> bool:
+    """Return True when this CPU has AMX bfloat16 tiles (Linux flag ``amx_bf16``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
 
 
 def get_predictor(spec: LoadableModel, device: torch.device | None = None) -> Predictor:

@@ -416,6 +416,7 @@ def _nbr(image: np.ndarray) -> np.ndarray:
 def _need(path: Path) -> Path:
     if not path.exists():
         raise DataNotFoundError(
-            f"training data {path} not found; set BURNSCAPE_DATA_DIR to the shared data folder"
+            f"training data {path} not found; "
+            "set BURNSCAPE_DATA_DIR to the shared data folder"
         )
     return path

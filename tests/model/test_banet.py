@@ -190,7 +190,7 @@ def test_ensemble_members_must_share_normalisation(tmp_path, weight_files):
     other = WeightsMetadata(**{**other.__dict__, "mean": (0.0, 0.0, 0.0, 0.0)})
     odd = save_banet_weights(tmp_path / "odd.pt", _random_model(), other)
     with pytest.raises(WeightsError, match="ensemble must share"):
-        BANetSpec(weights=(weight_files[0], str(odd))).metadata
+        _ = BANetSpec(weights=(weight_files[0], str(odd))).metadata
 
 
 def test_to_daily_rejects_two_slots_on_one_day():
