@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 @click.option(
     "--scheduler",
     metavar="ADDRESS",
-    help="Join an existing Dask scheduler (tcp://HOST:PORT) instead of a LocalCluster.",
+    envvar="DASK_SCHEDULER_ADDRESS",
+    help="Join an existing Dask scheduler (tcp://HOST:PORT) instead of a LocalCluster "
+    "(default: $DASK_SCHEDULER_ADDRESS).",
 )
 @click.option(
     "--serve", "serve_after", is_flag=True, help="Serve the outputs when done."
