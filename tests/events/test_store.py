@@ -103,3 +103,52 @@ def test_extract_events_rerun_and_daily_runs_in_store(
     days = store.read("daily_progression", run_id="d2")
     assert days.cumulative_pixel_count.tolist() == [9, 144]
     assert len(store.read("burned_pixels")) == 9 + 144
+
+
+def _indexes(location: str, layer: str) -> tuple[set[str], bool]:
+    """Names of the indexes on ``layer``, and whether it has a spatial index."""
+    if location.startswith("postgresql"):
+        import sqlalchemy
+
+        from burnscape.events.postgis import _driver_url
+
+        engine = sqlalchemy.create_engine(_driver_url(location))
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sqlalchemy.text(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"
+                ),
+                {"t": layer},
+            ).all()
+        engine.dispose()
+        spatial = any("USING gist (geometry)" in definition for _, definition in rows)
+        return {name for name, _ in rows}, spatial
+    import sqlite3
+
+    with sqlite3.connect(location) as connection:
+        rows = connection.execute(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('index', 'table')"
+        ).fetchall()
+    connection.close()
+    spatial = any(
+        kind == "table" and name.startswith(f"rtree_{layer}_") for kind, name in rows
+    )
+    return {name for kind, name in rows if kind == "index"}, spatial
+
+
+def test_layers_have_spatial_run_and_date_indexes(
+    store_location, write_burned, tmp_path
+):
+    dates = np.full((10, 10), -1, dtype=np.int32)
+    dates[2:5, 2:5] = 18510
+    extract_events(
+        write_burned(dates), tmp_path, EventsConfig(), run_id="r", store=store_location
+    )
+    for layer, date_column in (
+        ("fire_events", "first_burn_date"),
+        ("daily_progression", "date"),
+        ("burned_pixels", "burn_date"),
+    ):
+        names, spatial = _indexes(store_location, layer)
+        assert spatial, layer  # GeoPackage R-tree, PostGIS GiST
+        assert {f"idx_{layer}_{date_column}", f"idx_{layer}_run_id"} <= names, layer
