@@ -154,3 +154,61 @@ def test_day_records_complete_flag_is_written_last(tmp_path, grid) -> None:
     assert (
         status.attrs["flag_meanings"].split()[int(DayStatus.CLOUD_ONLY)] == "cloud_only"
     )
+
+
+@pytest.mark.parametrize(
+    ("crs", "bbox", "pixel", "names", "units"),
+    [
+        ("EPSG:4326", (10.0, 40.0, 18.0, 48.0), 1.0, ("longitude", "latitude"), None),
+        (
+            "EPSG:32610",
+            (500000, 4000000, 500240, 4000240),
+            30,
+            ("projection_x_coordinate", "projection_y_coordinate"),
+            "metre",  # UDUNITS spelling, as pyproj names the axis unit
+        ),
+    ],
+)
+def test_cube_metadata_is_cf_consolidated_and_chunk_aligned(
+    tmp_path, crs, bbox, pixel, names, units
+) -> None:
+    path = tmp_path / "cube.zarr"
+    region = grid_from_region(RegionConfig(crs=crs, bbox=bbox, pixel_size=pixel))
+    times = [_day(1), _day(2)]
+    create_cube(path, region, times, [(t, t) for t in times], ["red"], chunk_size=4)
+
+    # Consolidated metadata that xarray reads without falling back.
+    assert (path / ".zmetadata").is_file()
+    cube = xr.open_zarr(path, consolidated=True)
+    assert cube.attrs["Conventions"] == "CF-1.8"
+
+    # One float32 variable per band, NaN fill, chunks of one slot by c x c.
+    red = cube["red"]
+    assert red.dims == ("time", "y", "x") and red.dtype == np.float32
+    assert np.isnan(red.encoding["_FillValue"])
+    assert red.encoding["chunks"] == (1, 4, 4)
+    assert np.isnan(zarr.open_group(str(path))["red"].fill_value)
+    assert red.attrs["units"] == "1" and red.attrs["long_name"]
+    assert red.attrs["grid_mapping"] == "spatial_ref"
+
+    # CF coordinates: time with fixed units and bounds, x/y named by the CRS.
+    assert cube["time"].attrs["standard_name"] == "time"
+    assert cube["time"].attrs["bounds"] == "time_bnds"
+    assert cube["time"].encoding["units"] == TIME_UNITS
+    x_name, y_name = names
+    assert cube["x"].attrs["standard_name"] == x_name
+    assert cube["y"].attrs["standard_name"] == y_name
+    if units:
+        assert cube["x"].attrs["units"] == cube["y"].attrs["units"] == units
+    else:
+        assert cube["x"].attrs["units"] == "degrees_east"
+        assert cube["y"].attrs["units"] == "degrees_north"
+    mapping = cube["spatial_ref"].attrs
+    assert mapping["grid_mapping_name"] and mapping["crs_wkt"]
+    assert float(cube["y"][0]) > float(cube["y"][-1])  # north-up
+
+    # The per-slot records are CF flags, one chunk per slot.
+    status = cube["day_status"]
+    assert status.encoding["chunks"] == (1,)
+    meanings = status.attrs["flag_meanings"].split()
+    assert len(status.attrs["flag_values"]) == len(meanings)
