@@ -281,3 +281,59 @@ def test_refused_credentials_are_an_authentication_error(
     result = downloader.fetch(FileRequest(url=url, path=tmp_path / "out" / "bad.bin"))
     assert result.error_type is AuthenticationError
     assert len(server.requests_for("/bad.bin")) == 1
+
+
+def test_backoff_grows_exponentially_between_retries(
+    server: FaultServer, ledger: Ledger, tmp_path: Path
+) -> None:
+    data = make_bytes(1000, seed=4)
+    url = server.add("/bad.bin", data, *[Fault("status", status=503)] * 3)
+    backoff_s = 0.2
+    downloader = Downloader(
+        ledger, session=make_session(retries=4, backoff_s=backoff_s, backoff_max_s=5)
+    )
+    result = downloader.fetch(_request(url, data, tmp_path / "out" / "bad.bin"))
+    assert result.state == "verified"
+    times = [entry.time for entry in server.requests_for("/bad.bin")]
+    assert len(times) == 4
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    # urllib3 retries the first error at once, then waits backoff * 2**n plus
+    # up to one backoff of jitter.
+    assert gaps[0] < backoff_s
+    assert 2 * backoff_s <= gaps[1] <= 3 * backoff_s + 0.15
+    assert 4 * backoff_s <= gaps[2] <= 5 * backoff_s + 0.15
+
+
+def test_in_process_downloads_are_bounded_by_max_workers(
+    server: FaultServer, ledger: Ledger, tmp_path: Path
+) -> None:
+    import threading
+
+    active, peak = [0], [0]
+    lock = threading.Lock()
+    original = server._server.RequestHandlerClass._write
+
+    def counting_write(handler, entry, body):  # type: ignore[no-untyped-def]
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            original(handler, entry, body)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    server._server.RequestHandlerClass._write = counting_write
+    files = [make_bytes(200_000, seed=index) for index in range(8)]
+    requests_ = [
+        _request(
+            server.add(f"/f{index}.bin", data, rate_bps=2_000_000),
+            data,
+            tmp_path / "out" / f"f{index}.bin",
+        )
+        for index, data in enumerate(files)
+    ]
+    results = Downloader(ledger, max_workers=3).fetch_all(requests_)
+    assert [r.state for r in results] == ["verified"] * 8
+    assert peak[0] == 3  # 8 slow files, never more than 3 bodies at once
+    assert ledger.summary() == {"verified": 8}
