@@ -8,6 +8,7 @@ import numpy as np
 import pyogrio
 import pytest
 import rasterio
+import zarr
 from affine import Affine
 
 from burnscape.config import EventsConfig
@@ -321,3 +322,22 @@ def test_events_command_needs_one_input(tmp_path):
     result = CliRunner().invoke(main, ["events", "-o", str(tmp_path)])
     assert result.exit_code != 0
     assert "give either BURNED or --workflow" in result.output
+
+
+def test_event_confidence_statistics_and_inputs(write_burned, tmp_path):
+    dates = two_fires()
+    confidence = np.where(dates >= 0, 0.5, 0.0)
+    confidence[5:25, 5:30] = 0.6
+    confidence[12, 33] = 0.97  # the joined part of the first fire
+    path = write_burned(dates, confidence=confidence)
+    group = zarr.open_group(path, mode="r+")
+    group.attrs["inputs"] = '["scene-a.tif", "scene-b.tif"]'
+    zarr.consolidate_metadata(path)
+    summary = extract_events(path, tmp_path, EventsConfig(min_pixels=5), run_id="r")
+    main = summary.main_event
+    assert main is not None and main["pixel_count"] == 600
+    assert main["confidence_max"] == pytest.approx(0.97)
+    assert main["confidence_mean"] == pytest.approx((500 * 0.6 + 99 * 0.5 + 0.97) / 600)
+    events = pyogrio.read_dataframe(summary.store, layer="fire_events")
+    assert (events.inputs == '["scene-a.tif", "scene-b.tif"]').all()
+    assert (events.run_id == "r").all() and (events.detector == "synthetic").all()

@@ -166,6 +166,40 @@ def test_items_bbox_datetime_and_filters(live_server):
     assert pixels["numberMatched"] == 80
 
 
+def test_progression_and_active_fires_filter_by_date(live_server):
+    days = get(
+        live_server,
+        "/collections/daily-progression/items",
+        f="json",
+        datetime="2018-06-11",
+        event_id="20180609-A",
+    ).json()
+    assert [f["properties"]["cumulative_area_ha"] for f in days["features"]] == [13.5]
+    growth = get(
+        live_server,
+        "/collections/daily-progression/items",
+        f="json",
+        datetime="../2018-06-30",
+        sortby="date",
+    ).json()
+    assert [f["properties"]["date"] for f in growth["features"]] == [
+        "2018-06-09",
+        "2018-06-11",
+    ]
+    fires = get(
+        live_server,
+        "/collections/active-fires/items",
+        f="json",
+        datetime="2018-06-10/..",
+        sortby="-frp",
+    ).json()
+    assert [f["properties"]["frp"] for f in fires["features"]] == [30.1, 4.0]
+    instant = get(
+        live_server, "/collections/active-fires/items", f="json", datetime="2018-06-09"
+    ).json()
+    assert instant["numberMatched"] == 1
+
+
 def test_item_by_id_and_html(live_server):
     item = get(
         live_server, "/collections/fire-events/items/20180609-A", f="json"
