@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,7 @@ def test_progress_bar_counts_files_bytes_and_failures(
     text = out.getvalue()
     assert "1/2 files" in text and "1 failed" in text
     assert "300.0/300.0 kB" in text  # bytes received of the listed total
+    assert re.search(r"\d+(\.\d+)? [kMG]?B/s", text)  # the transfer rate
 
 
 def test_download_workflow_with_a_firms_source(
