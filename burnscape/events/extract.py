@@ -35,7 +35,11 @@ from burnscape.events.geometry import (
 )
 from burnscape.events.geotiff import write_event_geotiff
 from burnscape.events.grid import BurnedGrid, EventWindow, read_burned
-from burnscape.events.ids import assign_event_ids, derive_event_id
+from burnscape.events.ids import (
+    assign_event_ids,
+    derive_event_id,
+    overlapped_event_ids,
+)
 from burnscape.events.labels import iso_date, label_events
 from burnscape.events.pixels import burned_pixels, pixels_frame
 from burnscape.events.progression import daily_progression, progression_frame
@@ -170,12 +174,16 @@ def extract_events(
     with tempfile.TemporaryDirectory(prefix=".events-", dir=outputs) as workdir:
         labels, boxes = _label(grid, params, chunked, Path(workdir))
         frames = _events(grid, labels, boxes, run_id, target, max_pixel_polygons)
-        events, progression, pixels = frames
+        events, progression, pixels, superseded = frames
         geotiffs = _write_geotiffs(grid, labels, boxes, events, outputs, run_id)
 
-    target.replace_run("fire_events", run_id, events)
-    target.replace_run("daily_progression", run_id, progression)
-    target.replace_run("burned_pixels", run_id, pixels)
+    if superseded:
+        logger.info(
+            "Run %s supersedes earlier versions of %d events.", run_id, len(superseded)
+        )
+    target.replace_run("fire_events", run_id, events, superseded)
+    target.replace_run("daily_progression", run_id, progression, superseded)
+    target.replace_run("burned_pixels", run_id, pixels, superseded)
     records = events.drop(columns="geometry").to_dict("records")
     main = max(records, key=lambda event: event["pixel_count"], default=None)
     logger.info("Run %s: %d fire events in %s.", run_id, len(records), target.location)
@@ -204,8 +212,12 @@ def _events(
     run_id: str,
     target: EventStore,
     max_pixel_polygons: int,
-) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """Describe every event; return the events, progression and pixel layers."""
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame, set[str]]:
+    """Describe every event.
+
+    Returns the events, progression and pixel layers, and the ids of earlier
+    runs' events that this run's events continue or absorb.
+    """
     attributes, geometries, derived = [], [], []
     progression: list[list[dict[str, Any]]] = []
     pixels: list[gpd.GeoDataFrame | None] = []
@@ -233,7 +245,9 @@ def _events(
         )
         pixels = [None] * len(pixels)
 
-    ids = assign_event_ids(derived, geometries, _previous(target, run_id))
+    previous = _previous(target, run_id)
+    ids = assign_event_ids(derived, geometries, previous)
+    superseded = overlapped_event_ids(geometries, previous) | set(ids)
     for event_id, record, days, frame in zip(
         ids, attributes, progression, pixels, strict=True
     ):
@@ -245,7 +259,7 @@ def _events(
     events = _events_frame(attributes, geometries)
     days = [day for event_days in progression for day in event_days]
     kept = [frame for frame in pixels if frame is not None]
-    return events, progression_frame(days), pixels_frame(kept)
+    return events, progression_frame(days), pixels_frame(kept), superseded
 
 
 def _describe(

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["assign_event_ids", "derive_event_id"]
+__all__ = ["assign_event_ids", "derive_event_id", "overlapped_event_ids"]
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -92,6 +92,21 @@ def assign_event_ids(
         inherited if inherited is not None else _unique(derived[k], seen)
         for k, inherited in enumerate(final)
     ]
+
+
+def overlapped_event_ids(
+    geometries: list[shapely.Geometry], previous: gpd.GeoDataFrame | None
+) -> set[str]:
+    """Return the ids of earlier events that any of ``geometries`` overlaps.
+
+    These are the fires a new run continues (the id it inherits) or absorbs
+    (fires merged into an earlier-starting one): the run's versions supersede
+    theirs.
+    """
+    if previous is None or previous.empty or not geometries:
+        return set()
+    latest = previous.drop_duplicates("event_id", keep="last").reset_index(drop=True)
+    return {claim[3] for claim in _claims(geometries, latest)}
 
 
 def _claims(

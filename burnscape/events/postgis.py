@@ -3,12 +3,14 @@
 Same layers and columns as the GeoPackage store, one table per layer, each with
 a ``fid`` serial key (insertion order), a GiST index on its geometry and B-tree
 indexes on ``run_id``, ``event_id`` and its date column. A run's rows are
-replaced in one transaction: delete the run's rows, append the new ones.
+replaced in one transaction: delete the run's rows and the superseded rows of
+other runs, append the new ones.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import geopandas as gpd
@@ -37,8 +39,17 @@ class PostGISStore:
         self.location = url
         self._engine = sqlalchemy.create_engine(_driver_url(url), future=True)
 
-    def replace_run(self, layer: str, run_id: str, frame: gpd.GeoDataFrame) -> None:
-        """Replace the rows of ``run_id`` in ``layer`` by ``frame``, atomically."""
+    def replace_run(
+        self,
+        layer: str,
+        run_id: str,
+        frame: gpd.GeoDataFrame,
+        superseded: Collection[str] = (),
+    ) -> None:
+        """Replace the rows of ``run_id`` in ``layer`` by ``frame``, atomically.
+
+        Rows of other runs whose ``event_id`` is in ``superseded`` go too.
+        """
         try:
             with self._engine.begin() as connection:
                 exists = self._exists(connection, layer)
@@ -51,6 +62,14 @@ class PostGISStore:
                         ),
                         {"run_id": run_id},
                     )
+                    if superseded and "event_id" in frame.columns:
+                        connection.execute(
+                            sqlalchemy.text(
+                                f'DELETE FROM "{layer}" WHERE run_id <> :run_id '
+                                "AND event_id = ANY(:ids)"
+                            ),
+                            {"run_id": run_id, "ids": sorted(superseded)},
+                        )
                 if not frame.empty or not exists:
                     frame.to_postgis(layer, connection, if_exists="append", index=False)
                 if not exists:

@@ -4,13 +4,17 @@ Both stores hold the same layers (``fire_events``, ``daily_progression``,
 ``burned_pixels``, ``active_fires``) in EPSG:4326, each with a ``run_id``
 column, a spatial index and an index on its date column. Writes replace the
 rows of one run: re-running a day replaces that run's results and never
-duplicates them.
+duplicates them. A run also supersedes the rows that earlier runs wrote for the
+fires it continues (the event ids it inherited or absorbed): each layer holds
+one current version of a fire, the latest run's, so an event id names one
+feature and its GeoTIFF (rewritten under the same name) matches it.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
@@ -41,8 +45,18 @@ class EventStore(Protocol):
 
     location: str
 
-    def replace_run(self, layer: str, run_id: str, frame: gpd.GeoDataFrame) -> None:
-        """Replace the rows of ``run_id`` in ``layer`` by ``frame``."""
+    def replace_run(
+        self,
+        layer: str,
+        run_id: str,
+        frame: gpd.GeoDataFrame,
+        superseded: Collection[str] = (),
+    ) -> None:
+        """Replace the rows of ``run_id`` in ``layer`` by ``frame``.
+
+        Rows of other runs whose ``event_id`` is in ``superseded`` are removed
+        in the same write.
+        """
 
     def read(self, layer: str, run_id: str | None = None) -> gpd.GeoDataFrame:
         """Return a layer, optionally only one run's rows."""
@@ -61,14 +75,22 @@ class GeoPackageStore:
         self.path = Path(path)
         self.location = str(self.path)
 
-    def replace_run(self, layer: str, run_id: str, frame: gpd.GeoDataFrame) -> None:
+    def replace_run(
+        self,
+        layer: str,
+        run_id: str,
+        frame: gpd.GeoDataFrame,
+        superseded: Collection[str] = (),
+    ) -> None:
         """Replace the rows of ``run_id`` in ``layer`` by ``frame``.
 
-        The layer is rewritten whole (the other runs' rows kept, in their order),
-        so that GDAL maintains the R-tree spatial index; then the date and run
-        indexes are (re)created.
+        The layer is rewritten whole (the other runs' rows kept, in their order,
+        less those of ``superseded`` events), so that GDAL maintains the R-tree
+        spatial index; then the date and run indexes are (re)created.
         """
         kept = self._other_runs(layer, run_id)
+        if kept is not None and superseded and "event_id" in kept.columns:
+            kept = kept[~kept["event_id"].isin(list(superseded))]
         merged = frame if kept is None else _concat(kept, frame)
         if merged.empty and kept is None:
             merged = frame

@@ -88,11 +88,12 @@ def test_extract_events_rerun_replaces_rows_and_gives_identical_files(
     assert len(events) == 2
     assert len(pyogrio.read_dataframe(again.store, layer="burned_pixels")) == 975
 
+    day1_ids = sorted(events.event_id)
     extract_events(burned, out, EventsConfig(min_pixels=5), run_id="day-2")
     events = pyogrio.read_dataframe(again.store, layer="fire_events")
-    assert sorted(events.run_id) == ["day-1", "day-1", "day-2", "day-2"]
-    ids = events.groupby("run_id").event_id.apply(sorted)
-    assert ids["day-1"] == ids["day-2"]
+    # the next day's run keeps the ids and supersedes day-1's versions
+    assert sorted(events.run_id) == ["day-2", "day-2"]
+    assert sorted(events.event_id) == day1_ids
 
 
 def test_extract_events_splits_fire_by_date_gap(write_burned, tmp_path):
@@ -220,8 +221,9 @@ def test_event_keeps_its_id_as_its_footprint_grows(write_burned, tmp_path):
     assert third.main_event["event_id"] == first.main_event["event_id"]
     assert third.n_events == 2
     events = pyogrio.read_dataframe(third.store, layer="fire_events")
-    assert events.event_id.nunique() == 2
-    assert sorted(events.groupby("event_id").size()) == [1, 3]
+    # one current version of each fire: the latest run's
+    assert events.event_id.is_unique and len(events) == 2
+    assert set(events.run_id) == {"d3"}
 
 
 def test_merging_fires_keep_the_id_of_the_first_to_start(write_burned, tmp_path):

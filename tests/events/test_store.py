@@ -45,6 +45,40 @@ def test_replace_run_never_duplicates(store_location):
     assert everything.crs.to_epsg() == 4326
 
 
+def test_a_later_run_supersedes_the_fires_it_continues(
+    store_location, write_burned, tmp_path
+):
+    """Daily runs with different run ids: one current version per fire."""
+    day = 17340
+    dates = np.full((30, 30), -1, dtype=np.int32)
+    dates[10:13, 10:13] = day
+    dates[25:28, 2:5] = day - 20  # an older fire the later runs no longer see
+    transform = Affine(RES, 0, 10.0, 0, -RES, 45.0)
+    first = write_burned(dates, transform=transform, crs="EPSG:4326")
+    extract_events(
+        first, tmp_path / "d1", EventsConfig(), run_id="d1", store=store_location
+    )
+    grown = np.full((30, 30), -1, dtype=np.int32)
+    grown[8:16, 8:16] = day + 1
+    grown[10:13, 10:13] = day
+    second = write_burned(grown, transform=transform, crs="EPSG:4326")
+    extract_events(
+        second, tmp_path / "d2", EventsConfig(), run_id="d2", store=store_location
+    )
+
+    store = open_store(store_location)
+    events = store.read("fire_events")
+    assert events.event_id.is_unique and len(events) == 2
+    current = events.set_index("run_id")
+    assert current.loc["d2", "pixel_count"] == 64
+    assert current.loc["d1", "pixel_count"] == 9  # the older fire is kept as it was
+    pixels = store.read("burned_pixels")
+    assert sorted(pixels.groupby("run_id").size().items()) == [("d1", 9), ("d2", 64)]
+    days = store.read("daily_progression")
+    fire = current.loc["d2", "event_id"]
+    assert set(days[days.event_id == fire].run_id) == {"d2"}
+
+
 def test_replace_run_with_no_rows_empties_the_run(store_location):
     store = open_store(store_location)
     store.replace_run("fire_events", "a", frame("a", ["x"]))
@@ -97,12 +131,12 @@ def test_extract_events_rerun_and_daily_runs_in_store(
     assert summary.store == store_location
     store = open_store(store_location)
     events = store.read("fire_events")
-    assert events.run_id.tolist() == ["d1", "d2"]
-    assert events.event_id.nunique() == 1
-    assert events.pixel_count.tolist() == [9, 144]
-    days = store.read("daily_progression", run_id="d2")
+    # d2 re-run replaced itself; d2 superseded d1's version of the same fire
+    assert events.run_id.tolist() == ["d2"]
+    assert events.pixel_count.tolist() == [144]
+    days = store.read("daily_progression")
     assert days.cumulative_pixel_count.tolist() == [9, 144]
-    assert len(store.read("burned_pixels")) == 9 + 144
+    assert len(store.read("burned_pixels")) == 144
 
 
 def _indexes(location: str, layer: str) -> tuple[set[str], bool]:
