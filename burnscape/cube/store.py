@@ -397,6 +397,9 @@ def _create(
         "valid_pixels": per_slot,
         "day_complete": per_slot,
         "day_status": per_slot,
+        # CF: coordinate variables carry no fill value
+        "x": {"_FillValue": None},
+        "y": {"_FillValue": None},
     }
     for band in bands:
         encoding[band] = {

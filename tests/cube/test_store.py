@@ -197,6 +197,8 @@ def test_cube_metadata_is_cf_consolidated_and_chunk_aligned(
     assert cube["time"].encoding["units"] == TIME_UNITS
     x_name, y_name = names
     assert cube["x"].attrs["standard_name"] == x_name
+    for axis in ("x", "y"):  # CF: no fill value on coordinate variables
+        assert "_FillValue" not in cube[axis].encoding
     assert cube["y"].attrs["standard_name"] == y_name
     if units:
         assert cube["x"].attrs["units"] == cube["y"].attrs["units"] == units
