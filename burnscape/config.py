@@ -217,11 +217,36 @@ class DetectorConfig(_Frozen):
 
 
 class EventsConfig(_Frozen):
-    """How burned pixels are grouped into fire events."""
+    """How burned pixels are grouped into fire events.
+
+    Pixels join one event when at most ``max_distance_px`` pixels apart
+    (Chebyshev), or ``max_distance_m`` metres (converted to whole pixels on
+    the grid, at least one), and their burn dates at most ``max_gap_days``
+    apart. Give the distance in pixels or in metres, not both.
+    """
 
     max_distance_px: int = Field(default=1, ge=1)
+    max_distance_m: float | None = Field(default=None, gt=0)
     max_gap_days: int = Field(default=16, ge=0)
     min_pixels: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_distance(self) -> EventsConfig:
+        if (
+            self.max_distance_m is not None
+            and "max_distance_px" in self.model_fields_set
+        ):
+            raise ValueError(
+                "give max_distance_px or max_distance_m, not both "
+                f"(got {self.max_distance_px} px and {self.max_distance_m} m)"
+            )
+        return self
+
+    def distance_px(self, pixel_size_m: float) -> int:
+        """Return the join distance in pixels of ``pixel_size_m`` metres."""
+        if self.max_distance_m is None:
+            return self.max_distance_px
+        return max(1, int(self.max_distance_m // pixel_size_m))
 
 
 class ValidationConfig(_Frozen):

@@ -49,9 +49,15 @@ __all__ = ["events"]
 @click.option(
     "--max-distance-px",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Pixels at most this far apart (Chebyshev) join one event.",
+    default=None,
+    help="Pixels at most this far apart (Chebyshev) join one event [default: 1].",
+)
+@click.option(
+    "--max-distance-m",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="The same distance in metres, converted to whole pixels of the grid "
+    "(instead of --max-distance-px).",
 )
 @click.option(
     "--max-gap-days",
@@ -80,7 +86,8 @@ def events(
     workflow: Path | None,
     run_id: str | None,
     store: str | None,
-    max_distance_px: int,
+    max_distance_px: int | None,
+    max_distance_m: float | None,
     max_gap_days: int,
     min_pixels: int,
     banet_year: int | None,
@@ -100,10 +107,15 @@ def events(
         assert burned is not None
         if outputs is None:
             raise click.UsageError("BURNED needs --outputs")
+        if max_distance_px is not None and max_distance_m is not None:
+            raise click.UsageError("give --max-distance-px or --max-distance-m")
+        distance: dict[str, float] = (
+            {"max_distance_m": max_distance_m}
+            if max_distance_m is not None
+            else {"max_distance_px": max_distance_px or 1}
+        )
         params = EventsConfig(
-            max_distance_px=max_distance_px,
-            max_gap_days=max_gap_days,
-            min_pixels=min_pixels,
+            **distance, max_gap_days=max_gap_days, min_pixels=min_pixels
         )
         summaries = [_run_burned(burned, outputs, params, run_id, store, banet_year)]
     for summary in summaries:

@@ -20,6 +20,7 @@ import dask.array as da
 import geopandas as gpd
 import numpy as np
 import rasterio
+from pyproj import CRS
 from scipy import ndimage
 from shapely.geometry import MultiPolygon, shape
 
@@ -196,13 +197,37 @@ def _label(
     grid: BurnedGrid, params: EventsConfig, chunked: bool, workdir: Path
 ) -> tuple[Any, list[tuple[slice, slice]]]:
     """Label events; return the labels (numpy or Dask) and each event's box."""
-    args = (params.max_distance_px, params.max_gap_days, params.min_pixels)
+    distance = params.distance_px(_pixel_size_m(grid))
+    if params.max_distance_m is not None:
+        logger.info(
+            "Join distance %g m is %d pixels on this grid.",
+            params.max_distance_m,
+            distance,
+        )
+    args = (distance, params.max_gap_days, params.min_pixels)
     if chunked:
         result = label_events_chunked(da.asarray(grid.dates), workdir, *args)
         return result.labels, [result.window(k) for k in range(1, result.n + 1)]
     labels, _ = label_events(np.asarray(grid.dates), *args)
     boxes = [box for box in ndimage.find_objects(labels) if box is not None]
     return labels, boxes
+
+
+def _pixel_size_m(grid: BurnedGrid) -> float:
+    """Return a pixel's size in metres.
+
+    On a projected grid, its nominal size in the CRS's linear unit; on a
+    geographic one, the edge of a square of the centre pixel's geodesic area.
+    """
+    crs = CRS.from_user_input(grid.crs)
+    if crs.is_projected:
+        factor = crs.axis_info[0].unit_conversion_factor
+        return float(np.sqrt(abs(grid.transform.a * grid.transform.e))) * factor
+    row, col = grid.shape[0] // 2, grid.shape[1] // 2
+    area = pixel_areas_m2(
+        grid.transform, grid.crs, slice(row, row + 1), slice(col, col + 1)
+    )
+    return float(np.sqrt(area[0, 0]))
 
 
 def _events(

@@ -343,3 +343,62 @@ def test_event_confidence_statistics_and_inputs(write_burned, tmp_path):
     events = pyogrio.read_dataframe(summary.store, layer="fire_events")
     assert (events.inputs == '["scene-a.tif", "scene-b.tif"]').all()
     assert (events.run_id == "r").all() and (events.detector == "synthetic").all()
+
+
+@pytest.mark.parametrize(("metres", "n_events"), [(100.0, 2), (120.0, 1)])
+def test_join_distance_in_metres_becomes_whole_pixels(
+    write_burned, tmp_path, metres, n_events
+):
+    # Two 3x3 fires on the 30 m UTM grid, 4 pixels (120 m) apart edge to edge.
+    dates = np.full((20, 20), -1, dtype=np.int32)
+    dates[5:8, 2:5] = DAY
+    dates[5:8, 8:11] = DAY + 1
+    params = EventsConfig(max_distance_m=metres)
+    summary = extract_events(write_burned(dates), tmp_path, params, run_id="m")
+    assert summary.n_events == n_events
+
+
+def test_join_distance_in_metres_on_a_geographic_grid(write_burned, tmp_path):
+    # 0.001 degree at 45 N: about 79 m east-west, 111 m north-south (~94 m square)
+    dates = np.full((20, 20), -1, dtype=np.int32)
+    dates[5:8, 2:5] = DAY
+    dates[5:8, 7:10] = DAY  # 3 pixels apart
+    transform = Affine(0.001, 0, 10.0, 0, -0.001, 45.0)
+    burned = write_burned(dates, transform=transform, crs="EPSG:4326")
+    near = extract_events(
+        burned, tmp_path / "a", EventsConfig(max_distance_m=200), run_id="a"
+    )
+    far = extract_events(
+        burned, tmp_path / "b", EventsConfig(max_distance_m=300), run_id="b"
+    )
+    assert (near.n_events, far.n_events) == (2, 1)
+
+
+def test_join_distance_in_pixels_and_metres_is_refused():
+    with pytest.raises(ValueError, match="not both"):
+        EventsConfig(max_distance_px=2, max_distance_m=100)
+    assert EventsConfig(max_distance_m=100).distance_px(30.0) == 3
+    assert EventsConfig(max_distance_m=10).distance_px(30.0) == 1
+
+
+def test_cli_joins_by_metres_and_refuses_both_distances(write_burned, tmp_path):
+    from click.testing import CliRunner
+
+    from burnscape.cli import main
+
+    dates = np.full((20, 20), -1, dtype=np.int32)
+    dates[5:8, 2:5] = DAY
+    dates[5:8, 8:11] = DAY + 1
+    burned = str(write_burned(dates))
+    runner = CliRunner()
+    both = runner.invoke(
+        main,
+        ["events", burned, "-o", str(tmp_path / "a"), "--max-distance-px", "2"]
+        + ["--max-distance-m", "60"],
+    )
+    assert both.exit_code == 2 and "--max-distance-m" in both.output
+    joined = runner.invoke(
+        main, ["events", burned, "-o", str(tmp_path / "b"), "--max-distance-m", "120"]
+    )
+    assert joined.exit_code == 0, joined.output
+    assert joined.output.startswith("1 fire events written")
