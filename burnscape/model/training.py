@@ -8,7 +8,9 @@ one and two days) comes from fires the network never saw.
 
 The loss is binary cross-entropy of every pixel-day against a one-hot label on
 the burn day (all zeros where the pixel does not burn in the window), weighted
-by the burn-date map's confidence.
+by the burn-date map's confidence, plus ``confidence_loss_weight`` times the
+binary cross-entropy of each pixel's confidence (the clipped sum of its daily
+probabilities, which decides detection) against burned or not.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class TrainingConfig:
     )
     heldout_fires: tuple[str, ...] = ("Attica2018_1", "FRiv2017_2")
     heldout_repeats: int = 3
+    confidence_loss_weight: float = 0.1
     normalisation_samples: int = 64
 
 
@@ -256,9 +259,7 @@ def _fit(
         )
         inputs, target, weight = _tensors(batch, mean, std, simulation.sequence_length)
         logits = model(inputs)
-        loss = nn.functional.binary_cross_entropy_with_logits(
-            logits, target, weight=weight
-        )
+        loss = _loss(logits, target, weight, config.confidence_loss_weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -270,6 +271,30 @@ def _fit(
             logger.info("Step %d/%d: loss %.4f.", step + 1, config.steps, losses[-1])
     model.eval()
     return losses
+
+
+def _loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    confidence_weight: float,
+) -> torch.Tensor:
+    """Return the pixel-day loss plus the weighted pixel confidence loss.
+
+    The confidence (daily probabilities summed and clipped to 1) decides
+    detection; without its own term a network that dates well still leaves
+    a small probability on every day of unburned pixels, and over 64 days
+    those add up past the detection threshold.
+    """
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight)
+    if not confidence_weight:
+        return loss
+    confidence = torch.sigmoid(logits).sum(dim=2).clamp(1e-6, 1 - 1e-6)
+    burned = target.amax(dim=2)
+    pixel = nn.functional.binary_cross_entropy(
+        confidence, burned, weight=weight[:, :, 0]
+    )
+    return loss + confidence_weight * pixel
 
 
 def _tensors(
