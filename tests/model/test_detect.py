@@ -49,6 +49,19 @@ def test_banet_detect_writes_burned_zarr(tmp_path):
     assert burned["burned"].dtype == np.uint8 and burned["burn_date"].dtype == np.int32
     assert burned["probability"].sizes["time"] == 20
     assert xr.open_zarr(burned_path).rio.crs.to_epsg() == 32610
+    cube = xr.open_zarr(cube_path)
+    np.testing.assert_array_equal(burned["x"], cube["x"])
+    np.testing.assert_array_equal(burned["y"], cube["y"])
+    assert burned.attrs["date_epoch"] == "1970-01-01"
+    for name in ("burn_date", "burn_date_min", "burn_date_max"):
+        assert burned[name].attrs["units"] == "days since 1970-01-01"
+        assert burned[name].attrs["_FillValue"] == -1
+    assert burned["burned"].attrs["_FillValue"] == 255
+    dates = burned["burn_date"].values
+    first = int(cube["time"].values[0].astype("datetime64[D]").astype(np.int64))
+    flags = burned["burned"].values
+    on_window = (dates >= first) & (dates < first + 20)
+    assert np.all(on_window[flags == 1]) and np.all(dates[flags != 1] == -1)
     values = burned["burned"].values
     assert set(np.unique(values)) <= {0, 1, 255}
 
@@ -79,7 +92,7 @@ def test_banet_refuses_multi_year_cubes(tmp_path):
 
 @pytest.mark.slow
 def test_firehr_detect_on_chrome2(
-    tmp_path, firehr_weights, chrome2_cube, chrome2_perimeter
+    tmp_path, firehr_weights, chrome2_cube, chrome2_perimeter, record_property
 ):
     cube_path, burned_path = tmp_path / "cube.zarr", tmp_path / "burned.zarr"
     cube = chrome2_cube.chunk({"time": 1, "y": 256, "x": 256})
@@ -97,7 +110,9 @@ def test_firehr_detect_on_chrome2(
     assert params["split_date"] == "2018-06-09" and params["filter_size"] == 33
     mask = burned["burned"].values == 1
     valid = burned["burned"].values != 255
-    assert f1_score(mask, chrome2_perimeter, valid) > 0.6
+    score = f1_score(mask, chrome2_perimeter, valid)
+    record_property("f1_firehr_detect", round(score, 4))
+    assert score > 0.6
     dates = burned["burn_date"].values[mask]
     assert np.all(dates == 17691)  # 2018-06-09, the first slot after the split
     assert np.all(burned["burn_date_min"].values[mask] == 15806)  # 2013-04-11

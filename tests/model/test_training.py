@@ -6,6 +6,7 @@ import torch
 from click.testing import CliRunner
 
 from burnscape.cli import main
+from burnscape.errors import ModelError
 from burnscape.model.synthetic import (
     SimulationConfig,
     load_sources,
@@ -152,3 +153,9 @@ def test_train_command_reports_heldout_scores(shared_data, tmp_path):
 def test_train_command_rejects_bad_sequence_length(tmp_path):
     result = CliRunner().invoke(main, ["train", "--sequence-length", "20"])
     assert result.exit_code != 0 and "multiple of 16" in result.output
+
+
+def test_a_fire_cannot_be_both_trained_on_and_held_out(tmp_path):
+    config = TrainingConfig(train_fires=("PT2017_1", "FRiv2017_2"))
+    with pytest.raises(ModelError, match="both trained on and held out"):
+        train_banet(tmp_path, tmp_path / "w.pt", config)
