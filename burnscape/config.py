@@ -271,12 +271,18 @@ class CubeConfig(_Frozen):
 
 
 class ClusterConfig(_Frozen):
-    """The Dask cluster: a LocalCluster, or an existing scheduler by address."""
+    """The Dask cluster: a LocalCluster, or an existing scheduler by address.
+
+    ``gpu``: ``auto`` starts dask-cuda's LocalCUDACluster (one worker per GPU,
+    each offering ``resources={"GPU": 1}``) where this machine has CUDA GPUs
+    and dask-cuda is installed; ``off`` always starts CPU workers.
+    """
 
     address: str | None = None
     n_workers: int = Field(default=2, ge=1)
     threads_per_worker: int = Field(default=1, ge=1)
     memory_limit: str = "4GiB"
+    gpu: Literal["auto", "off"] = "auto"
 
 
 class WorkflowConfig(_Frozen):

@@ -95,14 +95,19 @@ def resolve_mirror(option: str | None, *, use_mirror: bool = True) -> Path | Non
 def open_client(
     cluster: ClusterConfig, scheduler: str | None = None
 ) -> Iterator[Client]:
-    """Start a LocalCluster, or join the scheduler at ``scheduler``/``cluster.address``.
+    """Start a local cluster, or join the one at ``scheduler``/``cluster.address``.
+
+    The local cluster is dask-cuda's LocalCUDACluster (a worker per GPU, each
+    with ``resources={"GPU": 1}``, so the model's GPU tasks go there) where
+    :func:`local_gpus` finds CUDA GPUs and ``cluster.gpu`` is ``auto``;
+    otherwise a LocalCluster of CPU worker processes.
 
     Yields
     ------
     distributed.Client
         A client that is the default scheduler inside the block.
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     address = scheduler or cluster.address
     if address:
@@ -110,23 +115,54 @@ def open_client(
         with Client(address, timeout="30s") as client:
             yield client
         return
-    with (
-        LocalCluster(
-            n_workers=cluster.n_workers,
-            threads_per_worker=cluster.threads_per_worker,
-            memory_limit=cluster.memory_limit,
-            processes=True,
-            dashboard_address=":0",
-        ) as local,
-        Client(local) as client,
-    ):
+    with _local_cluster(cluster) as local, Client(local) as client:
         logger.info(
-            "Started a LocalCluster: %d workers x %d threads, dashboard %s.",
-            cluster.n_workers,
+            "Started a %s: %d workers x %d threads, dashboard %s.",
+            type(local).__name__,
+            len(local.workers),
             cluster.threads_per_worker,
             client.dashboard_link,
         )
         yield client
+
+
+def local_gpus() -> int:
+    """Return the number of CUDA GPUs this machine's PyTorch sees (0 without)."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
+def _local_cluster(cluster: ClusterConfig) -> Any:
+    """Return a LocalCUDACluster where GPUs and dask-cuda allow, else a LocalCluster."""
+    from distributed import LocalCluster
+
+    gpus = local_gpus() if cluster.gpu == "auto" else 0
+    if gpus:
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            logger.warning(
+                "%d CUDA GPU(s) found but dask-cuda is not installed "
+                "(pip install 'burnscape[gpu]'): the model runs on CPU workers.",
+                gpus,
+            )
+        else:
+            return LocalCUDACluster(
+                threads_per_worker=cluster.threads_per_worker,
+                memory_limit=cluster.memory_limit,
+                resources={"GPU": 1},
+                dashboard_address=":0",
+            )
+    return LocalCluster(
+        n_workers=cluster.n_workers,
+        threads_per_worker=cluster.threads_per_worker,
+        memory_limit=cluster.memory_limit,
+        processes=True,
+        dashboard_address=":0",
+    )
 
 
 def run_workflow(

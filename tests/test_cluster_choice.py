@@ -1,0 +1,64 @@
+"""Which local cluster `burnscape run` starts: CPU workers, or GPU workers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+
+import pytest
+from distributed import LocalCluster
+
+from burnscape import pipeline
+from burnscape.config import ClusterConfig
+
+SMALL = {"n_workers": 1, "memory_limit": "1GiB"}
+
+
+def test_without_gpus_a_cpu_local_cluster_starts(monkeypatch):
+    monkeypatch.setattr(pipeline, "local_gpus", lambda: 0)
+    with pipeline.open_client(ClusterConfig(**SMALL)) as client:
+        workers = client.scheduler_info()["workers"].values()
+        assert len(workers) == 1
+        assert all(not worker.get("resources") for worker in workers)
+
+
+def test_gpus_without_dask_cuda_fall_back_to_cpu_workers(monkeypatch, caplog):
+    monkeypatch.setattr(pipeline, "local_gpus", lambda: 2)
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)  # import fails
+    with (
+        caplog.at_level(logging.WARNING, logger="burnscape.pipeline"),
+        pipeline.open_client(ClusterConfig(**SMALL)) as client,
+    ):
+        assert len(client.scheduler_info()["workers"]) == 1
+    assert "dask-cuda is not installed" in caplog.text
+
+
+def test_gpus_with_dask_cuda_start_gpu_workers(monkeypatch):
+    """dask-cuda stands in here (no GPU on CI): the arguments it gets are checked."""
+    calls = {}
+
+    def fake_cuda_cluster(**kwargs):
+        calls.update(kwargs)
+        return LocalCluster(n_workers=1, **kwargs)
+
+    module = types.ModuleType("dask_cuda")
+    module.LocalCUDACluster = fake_cuda_cluster  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "dask_cuda", module)
+    monkeypatch.setattr(pipeline, "local_gpus", lambda: 1)
+    with pipeline.open_client(ClusterConfig(memory_limit="1GiB")) as client:
+        workers = list(client.scheduler_info()["workers"].values())
+        assert [worker["resources"] for worker in workers] == [{"GPU": 1}]
+    assert calls["resources"] == {"GPU": 1}
+
+    # gpu: off never asks for dask-cuda
+    calls.clear()
+    off = ClusterConfig(gpu="off", **SMALL)
+    with pipeline.open_client(off) as client:
+        assert len(client.scheduler_info()["workers"]) == 1
+    assert calls == {}
+
+
+def test_unknown_gpu_setting_is_refused():
+    with pytest.raises(ValueError, match="gpu"):
+        ClusterConfig(gpu="yes")
