@@ -303,6 +303,12 @@ def _detect(
 
     cube_path, burned_path = folder / "cube.zarr", folder / "burned.zarr"
     detector = workflow.detector
+    fallback = None
+    if detector.kind == "firehr" and not detector.weights:
+        fallback = "no FireHR weights configured (detector.weights)"
+        echo(f"detect: {fallback}; the spectral detector runs instead")
+        logger.warning("%s: falling back to the spectral detector.", fallback)
+        detector = detector.model_copy(update={"kind": "spectral"})
     with log_duration("detect", report.timings_s):
         if detector.kind == "spectral":
             from burnscape.model.spectral import SpectralParams, detect_spectral
@@ -328,6 +334,8 @@ def _detect(
     burned = xr.open_zarr(burned_path, mask_and_scale=False, decode_times=False)
     pixels = int((burned["burned"] == 1).sum())
     report.stages["detect"] = {"detector": detector.kind, "burned_pixels": pixels}
+    if fallback is not None:
+        report.stages["detect"]["fallback"] = fallback
     echo(
         f"detect: {pixels} burned pixels with {detector.kind} "
         f"({report.timings_s['detect']:.1f} s)"

@@ -233,3 +233,27 @@ def test_checksum_mismatch_is_rejected_and_never_ingested(
     )
     assert not (outputs / "cube.zarr").exists()
     shutil.rmtree(outputs)
+
+
+def test_firehr_without_weights_falls_back_to_spectral(
+    tmp_path, chrome2_dir, first_run: Path
+) -> None:
+    text = WORKFLOW.read_text().replace("  kind: spectral", "  kind: firehr", 1)
+    workflow = tmp_path / "chrome2-firehr.yml"
+    workflow.write_text(text)
+    outputs = tmp_path / "out"
+    proc = _burnscape(
+        "run",
+        str(workflow),
+        "--outputs",
+        str(outputs),
+        "--mirror",
+        str(chrome2_dir.parent),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no FireHR weights configured" in proc.stdout
+    report = json.loads((outputs / "run.json").read_text())
+    assert report["stages"]["detect"]["detector"] == "spectral"
+    assert "fallback" in report["stages"]["detect"]
+    spectral = json.loads((first_run / "run.json").read_text())
+    assert report["validation"]["f1"] == spectral["validation"]["f1"]

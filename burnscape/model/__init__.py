@@ -60,7 +60,8 @@ def detect(
     burned_path
         Where burned.zarr goes (replaced if present).
     detector
-        ``kind`` ``banet`` (``weights``: one or more BA-Net files, averaged)
+        ``kind`` ``banet`` (``weights``: one or more BA-Net files, averaged;
+        none: the shipped weights, :func:`shipped_banet_weights`)
         or ``firehr`` (``weights``: the FireHR state dict; the coarse mask
         comes from the spectral detector run with the same thresholds).
     client
@@ -77,10 +78,17 @@ def detect(
     from burnscape.utils import sha256_file
 
     if not detector.weights:
-        raise ModelError(
-            f"detector.kind {detector.kind!r} needs detector.weights; trained BA-Net "
-            f"weights ship at {shipped_banet_weights()}"
+        if detector.kind != "banet":
+            raise ModelError(
+                f"detector.kind {detector.kind!r} needs detector.weights (FireHR's "
+                "pretrained state dict, see the firehr-weights data set); without "
+                "them use kind 'spectral'"
+            )
+        shipped = shipped_banet_weights()
+        logger.info(
+            "No detector.weights: using the shipped BA-Net weights %s.", shipped
         )
+        detector = detector.model_copy(update={"weights": (str(shipped),)})
     cube = xr.open_zarr(cube_path)
     if detector.kind == "firehr":
         result, params = _detect_firehr(cube, detector, client)

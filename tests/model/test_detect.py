@@ -9,7 +9,7 @@ import xarray as xr
 
 from burnscape.config import DetectorConfig
 from burnscape.errors import ModelError
-from burnscape.model import detect
+from burnscape.model import detect, shipped_banet_weights
 from burnscape.model.weights import save_banet_weights
 from burnscape.utils import sha256_file
 from tests.model.conftest import f1_score
@@ -66,11 +66,20 @@ def test_banet_detect_writes_burned_zarr(tmp_path):
     assert set(np.unique(values)) <= {0, 1, 255}
 
 
-def test_model_detectors_need_weights(tmp_path):
+def test_firehr_needs_its_weights(tmp_path):
     with pytest.raises(ModelError, match="needs detector.weights"):
         detect(
-            tmp_path / "cube.zarr", tmp_path / "b.zarr", DetectorConfig(kind="banet")
+            tmp_path / "cube.zarr", tmp_path / "b.zarr", DetectorConfig(kind="firehr")
         )
+
+
+def test_banet_without_weights_runs_the_shipped_weights(tmp_path):
+    cube_path, burned_path = tmp_path / "cube.zarr", tmp_path / "burned.zarr"
+    _write_cube(_daily_cube(rows=32, cols=32), cube_path)
+    detect(cube_path, burned_path, DetectorConfig(kind="banet"))
+    burned = xr.open_zarr(burned_path, mask_and_scale=False, decode_times=False)
+    assert burned.attrs["weights_sha256"] == sha256_file(shipped_banet_weights())
+    assert json.loads(burned.attrs["detector_params"])["sequence_length"] == 64
 
 
 def test_banet_refuses_multi_year_cubes(tmp_path):
