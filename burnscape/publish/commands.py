@@ -86,4 +86,4 @@ def serve(
     except KeyboardInterrupt:
         logger.info("Server stopped.")
     finally:
-        stop_server(server)
+        stop_server(server, running=False)

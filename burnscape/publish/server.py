@@ -209,13 +209,40 @@ def serve(
     try:
         server.run()
     finally:
-        stop_server(server)
+        stop_server(server, running=False)
 
 
-def stop_server(server: BaseWSGIServer | MultiSocketServer) -> None:
-    """Stop a waitress server: let its worker threads finish, then close it."""
+def stop_server(
+    server: BaseWSGIServer | MultiSocketServer, *, running: bool = True
+) -> None:
+    """Stop a waitress server: let its worker threads finish, then close it.
+
+    With ``running`` (its loop runs in another thread), the sockets are closed
+    by the loop's own thread, woken through waitress's trigger, so the loop
+    never polls a closed descriptor; the loop then ends, its map being empty.
+    """
+    import threading
+
+    from waitress import wasyncore
+    from waitress.trigger import trigger
+
     server.task_dispatcher.shutdown(timeout=5)
-    server.close()
+    socket_map = getattr(server, "map", None)
+    if socket_map is None:
+        socket_map = server._map
+    wake = next((c for c in socket_map.values() if isinstance(c, trigger)), None)
+    if running and wake is not None:
+        closed = threading.Event()
+
+        def close_all() -> None:
+            wasyncore.close_all(socket_map)
+            closed.set()
+
+        wake.pull_trigger(close_all)
+        if closed.wait(timeout=10):
+            return
+        logger.warning("The server loop did not stop in 10 s; closing its sockets.")
+    wasyncore.close_all(socket_map)
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
