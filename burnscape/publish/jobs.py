@@ -183,7 +183,7 @@ def run_workflow_job(
     store_def: dict[str, Any],
     scheduler: str,
 ) -> str:
-    """Run one workflow job; the Dask driver task that ``_DaskJobs`` submits.
+    """Run one workflow job; the Dask driver task that ``DaskJobs`` submits.
 
     Secedes from the worker's thread pool (the stages run as other tasks on
     the same scheduler), keeps the job's record up to date after each stage
