@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from burnscape import __version__
 from burnscape.config import ClusterConfig, SourceConfig, WorkflowConfig
-from burnscape.errors import DataNotFoundError
+from burnscape.errors import ConfigError, DataNotFoundError
 from burnscape.utils import find_data_dir, log_duration, write_json
 
 if TYPE_CHECKING:
     from distributed import Client
 
-    from burnscape.acquire import AcquiredItem
+    from burnscape.acquire import AcquiredItem, Ledger
     from burnscape.cube.writer import Scene
 
 __all__ = [
@@ -227,7 +227,7 @@ def _acquire(
     report: RunReport,
     echo: Callable[[str], None],
 ) -> list[AcquiredItem]:
-    from burnscape.acquire import Ledger, MirrorServer, acquire_source
+    from burnscape.acquire import Ledger, MirrorServer
 
     items: list[AcquiredItem] = []
     with (
@@ -238,15 +238,15 @@ def _acquire(
         with server if server is not None else contextlib.nullcontext():
             api_url = server.url if server is not None else None
             for source in workflow.sources:
-                found = acquire_source(
-                    source,
-                    workflow.region,
-                    workflow.time,
-                    folder / "downloads",
-                    ledger,
-                    api_url=api_url if source.items else source.url,
+                items.extend(
+                    acquire_imagery(
+                        source,
+                        workflow,
+                        folder / "downloads",
+                        ledger,
+                        api_url=api_url if source.items else source.url,
+                    )
                 )
-                items.extend(found)
     files = sum(len(item.assets) for item in items)
     report.stages["acquire"] = {
         "items": [item.id for item in items],
@@ -258,6 +258,38 @@ def _acquire(
         f"({report.timings_s['acquire']:.1f} s)"
     )
     return items
+
+
+def acquire_imagery(
+    source: SourceConfig,
+    workflow: WorkflowConfig,
+    dest: Path,
+    ledger: Ledger,
+    *,
+    api_url: str | None,
+) -> list[AcquiredItem]:
+    """Download one imagery source of a workflow by its kind; return its items.
+
+    ``stac`` sources search ``api_url`` (a STAC API: the mirror or the
+    origin); ``laads`` sources search NASA CMR (``api_url``, else
+    ``source.url``, else the public CMR) with the Earthdata token.
+    """
+    from burnscape.acquire import acquire_source
+    from burnscape.acquire.laads import acquire_laads
+
+    if source.kind == "laads":
+        return acquire_laads(
+            source, workflow.region, workflow.time, dest, ledger, api_url=api_url
+        )
+    if source.kind != "stac":
+        raise ConfigError(
+            f"source {source.name!r} is kind {source.kind!r}: `burnscape run` reads "
+            "imagery (kinds stac and laads); run active fires and event rasters with "
+            "`burnscape events --workflow`"
+        )
+    return acquire_source(
+        source, workflow.region, workflow.time, dest, ledger, api_url=api_url
+    )
 
 
 def _cube(

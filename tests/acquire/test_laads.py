@@ -234,3 +234,31 @@ def test_missing_token_is_refused_before_any_request(
                 _source(), REGION, WINDOW, tmp_path / "dl", ledger, api_url=server.url
             )
         assert server.log == []
+
+
+def test_a_run_downloads_laads_sources_through_cmr(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`burnscape run`'s acquire step sends a laads source to CMR, not to STAC."""
+    from burnscape.config import WorkflowConfig
+    from burnscape.errors import ConfigError
+    from burnscape.pipeline import acquire_imagery
+
+    monkeypatch.setenv("EARTHDATA_TOKEN", TOKEN)
+    workflow = WorkflowConfig(
+        name="laads-run",
+        region=REGION,
+        time=WINDOW,
+        sources=(_source(),),
+        outputs={"folder": str(tmp_path / "out")},
+    )
+    with FaultServer() as server, Ledger(tmp_path / "ledger.sqlite") as ledger:
+        server.routes["/search/granules.umm_json"] = _cmr_route(_granules(data, server))
+        items = acquire_imagery(
+            workflow.sources[0], workflow, tmp_path / "dl", ledger, api_url=server.url
+        )
+        assert len(items) == 7
+        assert any(e.path.startswith("/search/granules") for e in server.log)
+        firms = _source().model_copy(update={"kind": "firms"})
+        with pytest.raises(ConfigError, match="burnscape events --workflow"):
+            acquire_imagery(firms, workflow, tmp_path / "dl", ledger, api_url=None)
