@@ -102,7 +102,25 @@ def events(
         raise click.UsageError("give either BURNED or --workflow")
     summaries: list[EventsSummary]
     if workflow is not None:
-        summaries = _run_workflow(workflow, outputs, run_id)
+        context = click.get_current_context()
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in (
+                "max_distance_px",
+                "max_distance_m",
+                "max_gap_days",
+                "min_pixels",
+                "banet_year",
+            )
+            if context.get_parameter_source(name)
+            is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} cannot be used with --workflow: "
+                "set them in the workflow's events section"
+            )
+        summaries = _run_workflow(workflow, outputs, run_id, store)
     else:
         assert burned is not None
         if outputs is None:
@@ -120,19 +138,24 @@ def events(
         summaries = [_run_burned(burned, outputs, params, run_id, store, banet_year)]
     for summary in summaries:
         main = summary.main_event
-        line = f"{summary.n_events} fire events written to {summary.store}"
+        noun = "fire event" if summary.n_events == 1 else "fire events"
+        line = f"{summary.n_events} {noun} written to {summary.store}"
         if main is not None:
             line += f"; largest {main['event_id']} ({main['area_ha']:.1f} ha)"
         click.echo(line)
 
 
 def _run_workflow(
-    path: Path, outputs: Path | None, run_id: str | None
+    path: Path, outputs: Path | None, run_id: str | None, store: str | None
 ) -> list[EventsSummary]:
     from burnscape.config import load_workflow
     from burnscape.events.workflows import run_events_workflow
 
-    return run_events_workflow(load_workflow(path), outputs, run_id=run_id)
+    workflow = load_workflow(path)
+    if store is not None:  # --store wins over the workflow's outputs.events_store
+        folder = workflow.outputs.model_copy(update={"events_store": store})
+        workflow = workflow.model_copy(update={"outputs": folder})
+    return run_events_workflow(workflow, outputs, run_id=run_id)
 
 
 def _run_burned(

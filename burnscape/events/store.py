@@ -168,6 +168,11 @@ def open_store(store: str | Path) -> EventStore:
         from burnscape.events.postgis import PostGISStore
 
         return PostGISStore(text)
+    if "://" in text:
+        raise StoreError(
+            f"unknown events store {text!r}: give a GeoPackage path (.gpkg) or a "
+            "postgresql://user:password@host:port/database URL"
+        )
     return GeoPackageStore(Path(text))
 
 

@@ -200,7 +200,7 @@ def test_events_command_converts_banet_and_prints_summary(banet_dir, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "fire events written to" in result.output
+    assert "written to" in result.output
     events = pyogrio.read_dataframe(tmp_path / "burnscape.gpkg", layer="fire_events")
     assert events.pixel_count.sum() == 1499 and (events.run_id == "mati").all()
 
@@ -401,4 +401,32 @@ def test_cli_joins_by_metres_and_refuses_both_distances(write_burned, tmp_path):
         main, ["events", burned, "-o", str(tmp_path / "b"), "--max-distance-m", "120"]
     )
     assert joined.exit_code == 0, joined.output
-    assert joined.output.startswith("1 fire events written")
+    assert joined.output.startswith("1 fire event written")
+
+
+def test_cli_workflow_writes_to_the_given_store_and_refuses_grid_options(
+    tmp_path, banet_dir
+):
+    from click.testing import CliRunner
+
+    from burnscape.cli import main
+
+    workflow = Path(__file__).parents[2] / "workflows" / "banet-events-europe.yml"
+    runner = CliRunner()
+    refused = runner.invoke(
+        main, ["events", "-w", str(workflow), "--min-pixels", "3", "-o", str(tmp_path)]
+    )
+    assert refused.exit_code == 2 and "--min-pixels cannot be used" in refused.output
+    unknown = runner.invoke(
+        main,
+        ["events", "-w", str(workflow), "--store", "foo://bar", "-o", str(tmp_path)],
+    )
+    assert unknown.exit_code == 1 and "unknown events store" in unknown.output
+    store = tmp_path / "elsewhere.gpkg"
+    done = runner.invoke(
+        main,
+        ["events", "-w", str(workflow), "--store", str(store), "-o", str(tmp_path)],
+    )
+    assert done.exit_code == 0, done.output
+    assert str(store) in done.output and store.exists()
+    assert not (tmp_path / "burnscape.gpkg").exists()
