@@ -105,6 +105,13 @@ class _Main(_LazyGroup):
             if ctx.obj and ctx.obj.get("traceback"):
                 raise
             raise click.ClickException(str(err)) from err
+        except KeyboardInterrupt:
+            click.echo(
+                "Interrupted: what was finished is kept; run the same command "
+                "again to resume.",
+                err=True,
+            )
+            raise click.exceptions.Exit(130) from None
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

@@ -127,12 +127,20 @@ def open_client(
 
 
 def local_gpus() -> int:
-    """Return the number of CUDA GPUs this machine's PyTorch sees (0 without)."""
+    """Return the number of NVIDIA GPUs this process may use (0 without).
+
+    Read from the driver's ``/proc`` entries and ``CUDA_VISIBLE_DEVICES``,
+    without importing torch or initialising CUDA in the client process.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
-        import torch
-    except ImportError:
+        present = len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
         return 0
-    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    if visible is None:
+        return present
+    chosen = [part for part in visible.split(",") if part.strip() not in ("", "-1")]
+    return min(present, len(chosen))
 
 
 def _local_cluster(cluster: ClusterConfig) -> Any:

@@ -62,3 +62,46 @@ def test_gpus_with_dask_cuda_start_gpu_workers(monkeypatch):
 def test_unknown_gpu_setting_is_refused():
     with pytest.raises(ValueError, match="gpu"):
         ClusterConfig(gpu="yes")
+
+
+def test_counting_gpus_imports_no_torch():
+    import subprocess
+
+    code = (
+        "import sys; from burnscape.pipeline import local_gpus; n = local_gpus(); "
+        "assert 'torch' not in sys.modules; print(n)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 0
+
+
+def test_cuda_visible_devices_limits_the_gpus(monkeypatch):
+    monkeypatch.setattr(pipeline.os, "listdir", lambda path: ["0000:01", "0000:02"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert pipeline.local_gpus() == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert pipeline.local_gpus() == 0
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert pipeline.local_gpus() == 2
+
+
+def test_ctrl_c_ends_in_one_line_and_status_130(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from burnscape import pipeline_cli
+    from burnscape.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline_cli, "run_workflow", interrupted)
+    workflow = pipeline.Path(__file__).parents[1] / "workflows" / "chrome2-2018.yml"
+    result = CliRunner().invoke(
+        main, ["run", str(workflow), "--outputs", str(tmp_path / "out"), "--no-mirror"]
+    )
+    assert result.exit_code == 130
+    assert "run the same command again to resume" in result.output
+    assert "Traceback" not in result.output
