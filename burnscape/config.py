@@ -56,6 +56,10 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_GRID_PIXELS = 4 * 10**10
+"""Largest region grid accepted (200,000 x 200,000 pixels); beyond is a typo."""
+
+
 class RegionConfig(_Frozen):
     """The output grid: a bounding box in ``crs`` and a square pixel size.
 
@@ -75,6 +79,13 @@ class RegionConfig(_Frozen):
             raise ValueError(
                 f"bbox {list(self.bbox)} must be [minx, miny, maxx, maxy] "
                 "with min < max"
+            )
+        rows, cols = self.shape
+        if rows * cols > MAX_GRID_PIXELS:
+            raise ValueError(
+                f"the grid would be {rows} x {cols} pixels, more than "
+                f"{MAX_GRID_PIXELS:,}: check pixel_size ({self.pixel_size} CRS units) "
+                "against the bbox, or split the region"
             )
         return self
 
@@ -284,6 +295,19 @@ class ClusterConfig(_Frozen):
     memory_limit: str = "4GiB"
     gpu: Literal["auto", "off"] = "auto"
 
+    @field_validator("memory_limit")
+    @classmethod
+    def _check_memory_limit(cls, value: str) -> str:
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(value)
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"memory_limit {value!r} is not a size: use e.g. '4GiB' or '500MB'"
+            ) from err
+        return value
+
 
 class WorkflowConfig(_Frozen):
     """A whole workflow file."""
@@ -356,13 +380,19 @@ def load_workflow(path: str | os.PathLike[str]) -> WorkflowConfig:
     """
     source = Path(path)
     try:
-        text = source.read_text()
+        text = source.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read workflow {source}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{source} is not UTF-8 text (byte {err.start}): save it as UTF-8 YAML"
+        ) from err
     try:
         raw = yaml.safe_load(expand_variables(text))
     except yaml.YAMLError as err:
         raise ConfigError(f"{source} is not valid YAML: {err}") from err
+    except ValueError as err:  # a well-formed but impossible date, e.g. 2013-02-30
+        raise ConfigError(f"{source}: {err} (an impossible date?)") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{source} must hold a mapping of workflow keys at top level")
     try:

@@ -69,6 +69,14 @@ def run(
     if serve_after:
         from burnscape.publish.server import serve
 
+        url = f"http://127.0.0.1:{port}"
+        click.echo(f"Serving {report.outputs}:")
+        click.echo(f"  landing page: {url}/")
+        click.echo(f"  fire events:  {url}/collections/fire-events/items")
+        click.echo(f"  coverage:     {url}/collections/burned-area/coverage?f=json")
+        click.echo(f"  web map:      {url}/map")
+        click.echo(f"  OpenAPI:      {url}/openapi?f=json")
+        click.echo("Press Ctrl+C to stop.")
         serve(report.outputs, host="127.0.0.1", port=port)
     else:
         click.echo(f"Serve it with: burnscape serve --outputs {report.outputs}")

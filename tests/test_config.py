@@ -87,3 +87,35 @@ def test_expand_variables_default_and_missing() -> None:
     assert expand_variables("${X}", {"X": "y"}) == "y"
     with pytest.raises(ConfigError, match="NOPE is not set"):
         expand_variables("${NOPE}", {})
+
+
+def test_impossible_date_is_one_config_error(tmp_path: Path) -> None:
+    text = yaml.safe_dump(_minimal()).replace("'2024-07-01'", "2024-02-30")
+    assert "2024-02-30" in text
+    path = tmp_path / "wf.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="day is out of range"):
+        load_workflow(path)
+
+
+def test_workflow_not_in_utf8_is_one_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yml"
+    path.write_bytes(yaml.safe_dump(_minimal()).encode("utf-16"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_workflow(path)
+
+
+def test_memory_limit_must_be_a_size(tmp_path: Path) -> None:
+    data = _minimal()
+    data["cluster"] = {"memory_limit": "lots"}
+    with pytest.raises(ConfigError, match="memory_limit 'lots' is not a size"):
+        load_workflow(_write(tmp_path, data))
+    data["cluster"] = {"memory_limit": "2GiB"}
+    assert load_workflow(_write(tmp_path, data)).cluster.memory_limit == "2GiB"
+
+
+def test_absurd_grid_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    data = _minimal()
+    data["region"]["pixel_size"] = 0.000001
+    with pytest.raises(ConfigError, match=r"1000000 x 1000000 pixels.*pixel_size"):
+        load_workflow(_write(tmp_path, data))

@@ -72,11 +72,16 @@ def read_manifest(
         message names the line); or two rows share a filename.
     """
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        with open(path, newline="", encoding=_encoding(path)) as handle:
             rows = list(csv.DictReader(handle))
             header = rows[0].keys() if rows else _header(path)
     except OSError as err:
         raise ConfigError(f"cannot read the manifest {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"manifest {path} is not UTF-8 text (byte {err.start}): save it as "
+            "CSV UTF-8"
+        ) from err
     missing = [column for column in MANIFEST_COLUMNS if column not in header]
     if missing:
         raise ConfigError(
@@ -165,5 +170,15 @@ def _row_request(
 
 
 def _header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with open(path, newline="", encoding=_encoding(path)) as handle:
         return next(csv.reader(handle), [])
+
+
+def _encoding(path: Path) -> str:
+    """Return UTF-16 where the file starts with its byte-order mark, else UTF-8."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(2)
+    except OSError:
+        return "utf-8-sig"  # the caller's open() reports the error
+    return "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"

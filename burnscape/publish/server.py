@@ -188,6 +188,11 @@ def make_server(
         )
     except OSError as err:
         raise PublishError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+    except ValueError as err:  # waitress: a host that is no address nor name
+        raise PublishError(
+            f"cannot listen on {host}:{port}: not a valid host address "
+            "(use e.g. 127.0.0.1, 0.0.0.0 or a host name)"
+        ) from err
 
 
 def serve(

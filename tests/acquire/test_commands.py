@@ -229,3 +229,19 @@ def test_download_workflow_with_a_firms_source(
     assert result.exit_code == 0, result.output
     assert "fires: 1 active-fire detections" in result.output
     assert len(list((tmp_path / "out" / "downloads" / "fires").glob("*.csv"))) == 1
+
+
+def test_manifest_encodings(tmp_path: Path) -> None:
+    text = "url,filename,size,checksum\nhttp://h/caf%C3%A9.tif,café.tif,,\n"
+    excel = tmp_path / "utf16.csv"
+    excel.write_bytes(text.encode("utf-16"))  # "Unicode text" with its BOM
+    [request] = read_manifest(excel, tmp_path)
+    assert request.path.name == "café.tif"
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        read_manifest(latin, tmp_path)
+    result = CliRunner().invoke(
+        main, ["download", "--manifest", str(latin), "--dest", str(tmp_path / "d")]
+    )
+    assert result.exit_code == 1 and "save it as CSV UTF-8" in result.output

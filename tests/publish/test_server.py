@@ -370,3 +370,11 @@ def test_publish_never_imports_torch_or_model():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "not a host!"])
+def test_serve_on_an_impossible_host_is_one_line(outputs_dir, host):
+    from burnscape.publish.server import make_server
+
+    with pytest.raises(PublishError, match="not a valid host address|cannot listen"):
+        make_server(outputs_dir, host=host, port=0)
