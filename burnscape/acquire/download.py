@@ -641,12 +641,59 @@ def _check_format(request: FileRequest, part: Path) -> None:
         ok = head.startswith(signatures[fmt])
     else:
         raise _Failure(f"unknown expected format {fmt!r}", DownloadError)
-    if not ok:
+    problem = None if ok else "wrong signature"
+    if ok and fmt != "text":
+        problem = _open_problem(fmt, part)
+    if problem is not None:
         raise _Failure(
-            f"{request.url}: the content does not open as {fmt} (no checksum was "
-            "listed, so the format is what is checked)",
+            f"{request.url}: the content does not open as {fmt} ({problem}; no "
+            "checksum was listed, so the format is what is checked)",
             ChecksumError,
         )
+
+
+def _open_problem(fmt: str, path: Path) -> str | None:
+    """Open ``path`` with its format's library; return what fails, or None.
+
+    A truncated file usually still starts with the right signature: TIFFs are
+    opened and their last block of every band read (GDAL), HDF5 and netCDF
+    files opened (the library checks the file's stored end), HDF4 opened.
+    """
+    try:
+        if fmt == "tiff":
+            import rasterio
+            from rasterio.windows import Window
+
+            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+                with rasterio.open(path) as dataset:
+                    rows, cols = dataset.block_shapes[0]
+                    row = (dataset.height - 1) // rows * rows
+                    col = (dataset.width - 1) // cols * cols
+                    window = Window(
+                        col,
+                        row,
+                        min(cols, dataset.width - col),
+                        min(rows, dataset.height - row),
+                    )
+                    dataset.read(window=window)
+        elif fmt in ("hdf5", "netcdf"):
+            import h5py
+
+            if fmt == "hdf5" or h5py.is_hdf5(path):
+                with h5py.File(path, "r"):
+                    pass
+            else:
+                import netCDF4
+
+                netCDF4.Dataset(path).close()
+        elif fmt == "hdf4":
+            from pyhdf.SD import SD, SDC
+
+            SD(str(path), SDC.READ).end()
+    except Exception as err:  # any library error means: does not open
+        first = (str(err).splitlines() or [""])[0][:200]
+        return f"{type(err).__name__}: {first}"
+    return None
 
 
 def _is_html(chunk: bytes) -> bool:

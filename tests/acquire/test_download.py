@@ -254,7 +254,7 @@ def test_body_far_smaller_than_listed_is_a_failure(
 def test_without_checksum_the_format_is_checked(
     server: FaultServer, downloader: Downloader, ledger: Ledger, tmp_path: Path
 ) -> None:
-    tiff = b"II*\x00" + make_bytes(1000, seed=9)
+    tiff = _tiff_bytes()
     good = downloader.fetch(
         FileRequest(
             url=server.add("/a.tif", tiff),
@@ -271,7 +271,30 @@ def test_without_checksum_the_format_is_checked(
         )
     )
     assert bad.state == "failed" and "does not open as tiff" in str(bad.error)
-    _assert_not_kept(tmp_path, ledger)
+    # The right signature, the end cut off: the last block cannot be read.
+    cut = downloader.fetch(
+        FileRequest(
+            url=server.add("/cut.tif", tiff[: len(tiff) // 2]),
+            path=tmp_path / "out" / "cut.tif",
+            expect_format="tiff",
+        )
+    )
+    assert cut.state == "failed" and "does not open as tiff" in str(cut.error)
+    assert not (tmp_path / "out" / "cut.tif").exists()
+
+
+def _tiff_bytes() -> bytes:
+    """A real 64 x 64 tiled GeoTIFF of noise (uncompressed), as bytes."""
+    import numpy as np
+    from rasterio.io import MemoryFile
+
+    values = np.random.default_rng(9).integers(0, 2**15, (64, 64), dtype=np.int16)
+    profile = {"driver": "GTiff", "height": 64, "width": 64, "count": 1}
+    profile |= {"dtype": "int16", "tiled": True, "blockxsize": 32, "blockysize": 32}
+    with MemoryFile() as memory:
+        with memory.open(**profile) as dataset:
+            dataset.write(values, 1)
+        return bytes(memory.read())
 
 
 def test_refused_credentials_are_an_authentication_error(
