@@ -204,6 +204,53 @@ def run_workflow(
     """
     folder = Path(outputs or workflow.outputs.folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    with outputs_lock(folder):
+        return _run_stages(workflow, folder, mirror, scheduler, echo)
+
+
+@contextlib.contextmanager
+def outputs_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on an outputs folder for one run.
+
+    Two runs writing the same cube, burned.zarr and events at once would
+    corrupt each other's work; the second one is refused at once. The lock
+    (``flock`` on ``.burnscape.lock``) is released by the OS if the run dies.
+
+    Raises
+    ------
+    ConfigError
+        Another run holds the folder.
+    """
+    import fcntl
+
+    path = folder / ".burnscape.lock"
+    with open(path, "a+", encoding="ascii") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"another burnscape run ({holder}) is using {folder}; wait for it "
+                "to finish or give another --outputs folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_stages(
+    workflow: WorkflowConfig,
+    folder: Path,
+    mirror: Path | None,
+    scheduler: str | None,
+    echo: Callable[[str], None],
+) -> RunReport:
     report = RunReport(
         workflow=workflow.name,
         run_id=_run_id(workflow),

@@ -1,4 +1,4 @@
-"""Which local cluster `burnscape run` starts: CPU workers, or GPU workers."""
+"""`burnscape run` around its stages: which cluster starts, Ctrl-C, one run per folder."""
 
 from __future__ import annotations
 
@@ -105,3 +105,43 @@ def test_ctrl_c_ends_in_one_line_and_status_130(monkeypatch, tmp_path):
     assert result.exit_code == 130
     assert "run the same command again to resume" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_second_run_on_the_same_outputs_is_refused(tmp_path):
+    import multiprocessing
+
+    from burnscape.errors import ConfigError
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    workflow = pipeline.Path(__file__).parents[1] / "workflows" / "chrome2-2018.yml"
+    config = pipeline_load(workflow)
+    with pipeline.outputs_lock(folder):
+        # another process (flock is per open file: a second open in this one
+        # would be refused too, but a real second run is another process)
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(1) as pool:
+            message = pool.apply(_try_run, (config, str(folder)))
+    assert "another burnscape run (pid" in message and str(folder) in message
+    with pytest.raises(ConfigError, match="another burnscape run"):
+        with pipeline.outputs_lock(folder), pipeline.outputs_lock(folder):
+            pass
+    with pipeline.outputs_lock(folder):  # released: free again
+        pass
+
+
+def pipeline_load(path):
+    from burnscape.config import load_workflow
+
+    return load_workflow(path)
+
+
+def _try_run(config, folder: str) -> str:
+    from burnscape.errors import ConfigError
+    from burnscape.pipeline import run_workflow
+
+    try:
+        run_workflow(config, outputs=pipeline.Path(folder))
+    except ConfigError as err:
+        return str(err)
+    return "ran"
