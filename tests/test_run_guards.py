@@ -1,4 +1,4 @@
-"""`burnscape run` around its stages: which cluster starts, Ctrl-C, one run per folder."""
+"""`burnscape run` around its stages: the cluster, Ctrl-C, one run per folder."""
 
 from __future__ import annotations
 
