@@ -1,6 +1,6 @@
 """Cube stage: the cube.zarr store: creation, time-axis appends, day records.
 
-Layout (Zarr v2, consolidated; see CONTRACTS.md): dims (time, y, x), north-up;
+Layout (Zarr v2, consolidated; README, "Data contracts"): dims (time, y, x), north-up;
 one float32 variable per band (``_FillValue`` NaN, chunks (1, c, c)); ``time``
 and ``time_bnds`` as int64 :data:`~burnscape.cube.timeaxis.TIME_UNITS`;
 ``valid_pixels``, ``day_complete`` and ``day_status`` per slot;

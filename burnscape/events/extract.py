@@ -122,7 +122,7 @@ def extract_events(
     Parameters
     ----------
     burned_path
-        A burned.zarr store (see CONTRACTS: ``burned``, ``confidence``,
+        A burned.zarr store (see README, "Data contracts": ``burned``, ``confidence``,
         ``burn_date``, ``burn_date_min``, ``burn_date_max`` on a grid whose CRS
         rioxarray reads).
     outputs

@@ -176,7 +176,8 @@ def read_burned(path: Path) -> BurnedGrid:
     missing = [name for name in BURNED_VARIABLES if name not in dataset]
     if missing:
         raise EventsError(
-            f"{path} lacks variables {missing}; see CONTRACTS (burned.zarr)"
+            f"{path} lacks variables {missing}; see burned.zarr in the README's "
+            "Data contracts"
         )
     if "spatial_ref" in dataset.data_vars:
         dataset = dataset.set_coords("spatial_ref")

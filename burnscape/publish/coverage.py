@@ -1,6 +1,6 @@
 """Publish stage: a pygeoapi coverage provider for burnscape's Zarr stores.
 
-Serves ``burned.zarr`` and ``cube.zarr`` (see CONTRACTS.md) on their native
+Serves ``burned.zarr`` and ``cube.zarr`` (see README, "Data contracts") on their native
 grid and CRS: the CoverageJSON domain carries the grid (x, y and, where the
 store has one, t) and the projected CRS; GeoTIFF and NetCDF carry the same
 grid. Requests may subset by ``bbox`` (with ``bbox-crs``, CRS84 by default),

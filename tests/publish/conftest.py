@@ -1,6 +1,6 @@
 """Fixtures for the publish stage: tiny outputs folders built in code, a live server.
 
-The stores follow CONTRACTS.md: burned.zarr and cube.zarr on a 30 m
+The stores follow the README's data contracts: burned.zarr and cube.zarr on a 30 m
 EPSG:32610 grid near the CHROME 2 fire (spatial_ref written by rioxarray),
 burnscape.gpkg written by geopandas/pyogrio with an R-tree index.
 """
@@ -162,7 +162,7 @@ def triangle_polygon(rows: slice, cols: slice) -> shapely.MultiPolygon:
 
 
 def write_gpkg(path: Path) -> dict[str, gpd.GeoDataFrame]:
-    """Write burnscape.gpkg with the four event layers of CONTRACTS.md."""
+    """Write burnscape.gpkg with the four event layers (README, data contracts)."""
     events = gpd.GeoDataFrame(
         {
             "event_id": ["20180609-A", "20180620-B", "20180701-C"],
