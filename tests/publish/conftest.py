@@ -221,6 +221,12 @@ def write_gpkg(path: Path) -> dict[str, gpd.GeoDataFrame]:
             "acq_date": pd.to_datetime(
                 ["2018-06-09T10:42:00Z", "2018-06-10T21:05:00Z", "2018-06-21T10:30:00Z"]
             ),
+            # as the events stage writes it: UTC ISO text (the served time field)
+            "acquired": [
+                "2018-06-09T10:42:00Z",
+                "2018-06-10T21:05:00Z",
+                "2018-06-21T10:30:00Z",
+            ],
             "frp": [12.5, 30.1, 4.0],
             "confidence": ["n", "h", "l"],
         },

@@ -378,3 +378,28 @@ def test_serve_on_an_impossible_host_is_one_line(outputs_dir, host):
 
     with pytest.raises(PublishError, match="not a valid host address|cannot listen"):
         make_server(outputs_dir, host=host, port=0)
+
+
+def test_active_fires_filter_by_time_of_day(live_server):
+    # 2018-06-09T10:42Z and 2018-06-10T21:05Z: the hours decide, not the dates
+    morning = get(
+        live_server,
+        "/collections/active-fires/items",
+        f="json",
+        datetime="2018-06-10T00:00:00Z/2018-06-10T12:00:00Z",
+    ).json()
+    assert morning["numberMatched"] == 0
+    evening = get(
+        live_server,
+        "/collections/active-fires/items",
+        f="json",
+        datetime="2018-06-10T20:00:00Z/2018-06-10T22:00:00Z",
+    ).json()
+    assert [f["properties"]["frp"] for f in evening["features"]] == [30.1]
+    instant = get(
+        live_server,
+        "/collections/active-fires/items",
+        f="json",
+        datetime="2018-06-09T10:42:00Z",
+    ).json()
+    assert instant["numberMatched"] == 1

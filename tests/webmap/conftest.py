@@ -79,7 +79,12 @@ def small_fires(seed: int = 5) -> gpd.GeoDataFrame:
     start = pd.Timestamp(FIRST_DAY, tz="UTC")
     acquired = start + pd.to_timedelta(rng.uniform(0, 3 * 86400, n), unit="s")
     return gpd.GeoDataFrame(
-        {"acq_date": acquired, "frp": rng.uniform(1, 50, n), "run_id": ["small"] * n},
+        {
+            "acq_date": acquired,
+            "acquired": acquired,
+            "frp": rng.uniform(1, 50, n),
+            "run_id": ["small"] * n,
+        },
         geometry=gpd.points_from_xy(lon, lat),
         crs="EPSG:4326",
     )
