@@ -79,6 +79,9 @@ class FaultServer:
         self.page_size = 2
         self.page_delay_s = 0.0
         self._lock = threading.Lock()
+        self.active_bodies = 0
+        self.peak_bodies = 0
+        """File bodies being sent now, and the most sent at once."""
         handler = type("_Bound", (_Handler,), {"server_state": self})
         self._server = ThreadingHTTPServer((host, 0), handler)
         self._server.daemon_threads = True
@@ -296,6 +299,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(entry, body)
 
     def _write(self, entry: Entry, body: bytes) -> None:
+        state = self.server_state
+        with state._lock:
+            state.active_bodies += 1
+            state.peak_bodies = max(state.peak_bodies, state.active_bodies)
+        try:
+            self._send_body(entry, body)
+        finally:
+            with state._lock:
+                state.active_bodies -= 1
+
+    def _send_body(self, entry: Entry, body: bytes) -> None:
         try:
             if entry.rate_bps is None:
                 self.wfile.write(body)

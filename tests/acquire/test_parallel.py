@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from .faultserver import Fault, FaultServer, make_bytes
 def test_dask_tasks_download_bounded_and_record_in_one_ledger(tmp_path: Path) -> None:
     from distributed import Client, LocalCluster
 
-    active, peak = [0], [0]
-    lock = threading.Lock()
     with FaultServer() as server:
         requests = []
         for index in range(6):
@@ -37,19 +34,6 @@ def test_dask_tasks_download_bounded_and_record_in_one_ledger(tmp_path: Path) ->
         requests.append(
             FileRequest(url=bad, path=tmp_path / "out" / "bad.bin", sha256="0" * 64)
         )
-        original = server._server.RequestHandlerClass._write
-
-        def counting_write(handler, entry, body):  # type: ignore[no-untyped-def]
-            with lock:
-                active[0] += 1
-                peak[0] = max(peak[0], active[0])
-            try:
-                original(handler, entry, body)
-            finally:
-                with lock:
-                    active[0] -= 1
-
-        server._server.RequestHandlerClass._write = counting_write
         with (
             LocalCluster(
                 n_workers=2,
@@ -69,7 +53,7 @@ def test_dask_tasks_download_bounded_and_record_in_one_ledger(tmp_path: Path) ->
             )
             assert time.monotonic() - started < 60
     assert [r.state for r in results] == ["verified"] * 6 + ["failed"]
-    assert 1 <= peak[0] <= 2  # 4 threads in the cluster, 2 leases
+    assert 1 <= server.peak_bodies <= 2  # 4 threads in the cluster, 2 leases
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         assert ledger.summary() == {"verified": 6, "failed": 1}
     assert not (tmp_path / "out" / "bad.bin").exists()
