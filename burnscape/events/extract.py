@@ -36,11 +36,7 @@ from burnscape.events.geometry import (
 )
 from burnscape.events.geotiff import write_event_geotiff
 from burnscape.events.grid import BurnedGrid, EventWindow, read_burned
-from burnscape.events.ids import (
-    assign_event_ids,
-    derive_event_id,
-    overlapped_event_ids,
-)
+from burnscape.events.ids import assign_event_ids, derive_event_id
 from burnscape.events.labels import iso_date, label_events
 from burnscape.events.pixels import burned_pixels, pixels_frame
 from burnscape.events.progression import daily_progression, progression_frame
@@ -197,8 +193,9 @@ def _label(
     grid: BurnedGrid, params: EventsConfig, chunked: bool, workdir: Path
 ) -> tuple[Any, list[tuple[slice, slice]]]:
     """Label events; return the labels (numpy or Dask) and each event's box."""
-    distance = params.distance_px(_pixel_size_m(grid))
+    distance = params.max_distance_px
     if params.max_distance_m is not None:
+        distance = params.distance_px(_pixel_size_m(grid))
         logger.info(
             "Join distance %g m is %d pixels on this grid.",
             params.max_distance_m,
@@ -270,9 +267,7 @@ def _events(
         )
         pixels = [None] * len(pixels)
 
-    previous = _previous(target, run_id)
-    ids = assign_event_ids(derived, geometries, previous)
-    superseded = overlapped_event_ids(geometries, previous) | set(ids)
+    ids, superseded = assign_event_ids(derived, geometries, _previous(target, run_id))
     for event_id, record, days, frame in zip(
         ids, attributes, progression, pixels, strict=True
     ):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["assign_event_ids", "derive_event_id", "overlapped_event_ids"]
+__all__ = ["assign_event_ids", "derive_event_id"]
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -52,7 +52,7 @@ def assign_event_ids(
     derived: list[str],
     geometries: list[shapely.Geometry],
     previous: gpd.GeoDataFrame | None,
-) -> list[str]:
+) -> tuple[list[str], set[str]]:
     """Return final ids: inherited from overlapping earlier events, else derived.
 
     Parameters
@@ -67,17 +67,23 @@ def assign_event_ids(
 
     Returns
     -------
-    list of str
+    ids : list of str
         Unique ids in the order of ``derived``. Each previous id goes to at most
         one new event: the one overlapping it most. Among the previous events a
         new event overlaps, the earliest-starting one gives its id.
+    superseded : set of str
+        The final ids and every earlier event any new event overlaps: the fires
+        this run continues or absorbs (merged into an earlier-starting one),
+        whose earlier versions this run's replace.
     """
     final: list[str | None] = [None] * len(derived)
+    overlapped: set[str] = set()
     if previous is not None and not previous.empty and geometries:
         latest = previous.drop_duplicates("event_id", keep="last").reset_index(
             drop=True
         )
         claims = _claims(geometries, latest)
+        overlapped = {claim[3] for claim in claims}
         taken: set[str] = set()
         # earliest-starting previous event first, then the largest overlap
         for overlap, _, k, event_id in sorted(claims, key=lambda c: (c[1], -c[0])):
@@ -88,25 +94,11 @@ def assign_event_ids(
                     "Event %s keeps the id %s (overlap %.3g).", k, event_id, overlap
                 )
     seen = {event_id for event_id in final if event_id is not None}
-    return [
+    ids = [
         inherited if inherited is not None else _unique(derived[k], seen)
         for k, inherited in enumerate(final)
     ]
-
-
-def overlapped_event_ids(
-    geometries: list[shapely.Geometry], previous: gpd.GeoDataFrame | None
-) -> set[str]:
-    """Return the ids of earlier events that any of ``geometries`` overlaps.
-
-    These are the fires a new run continues (the id it inherits) or absorbs
-    (fires merged into an earlier-starting one): the run's versions supersede
-    theirs.
-    """
-    if previous is None or previous.empty or not geometries:
-        return set()
-    latest = previous.drop_duplicates("event_id", keep="last").reset_index(drop=True)
-    return {claim[3] for claim in _claims(geometries, latest)}
+    return ids, overlapped | set(ids)
 
 
 def _claims(
