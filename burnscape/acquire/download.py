@@ -641,9 +641,10 @@ def _check_format(request: FileRequest, part: Path) -> None:
         ok = head.startswith(signatures[fmt])
     else:
         raise _Failure(f"unknown expected format {fmt!r}", DownloadError)
-    problem = None if ok else "wrong signature"
-    if ok and fmt != "text":
-        problem = _open_problem(fmt, part)
+    if not ok:
+        problem: str | None = "wrong signature"
+    else:
+        problem = None if fmt == "text" else _open_problem(fmt, part)
     if problem is not None:
         raise _Failure(
             f"{request.url}: the content does not open as {fmt} ({problem}; no "
