@@ -128,9 +128,14 @@ def test_sigkill_then_rerun_repeats_no_search_and_completes(
             if not entry.path.startswith("/files/")
         )
         repeated = {key for key, n in searches.items() if n > 1}
-        assert max(searches.values()) <= 2
         assert not repeated & known_after_kill
-        assert len(repeated) <= 1
+        if moment == "during-downloads":
+            # Every search page was answered and recorded before the first
+            # download began: the re-run makes none of them again.
+            assert not repeated, repeated
+        else:
+            assert max(searches.values()) <= 2
+            assert len(repeated) <= 1
         rerun_files = {
             e.path for e in server.log[first_run:] if e.path.startswith("/files/")
         }
