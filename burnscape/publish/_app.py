@@ -10,6 +10,7 @@ with a plain 500 whose detail stays in the log.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import json
 import logging
@@ -109,11 +110,15 @@ def build_app(config: dict[str, Any], openapi: dict[str, Any]) -> Flask:
     ) -> Response:
         chosen = api or apis.main
         api_request = APIRequest.from_flask(request, chosen.locales)
-        if check_format and not api_request.is_valid():
-            headers, status, content = chosen.get_format_exception(api_request)
-        else:
-            headers, status, content = api_function(chosen, api_request, *args)
-            content = apply_gzip(headers, content)
+        with _PygeoapiLog() as log:
+            if check_format and not api_request.is_valid():
+                headers, status, content = chosen.get_format_exception(api_request)
+            else:
+                headers, status, content = api_function(chosen, api_request, *args)
+                if status == HTTPStatus.BAD_REQUEST:
+                    content = _name_the_parameter(content)
+                content = apply_gzip(headers, content)
+            log.status = status
         response = make_response(content, status)
         if headers:
             response.headers = Headers(headers)
@@ -385,6 +390,98 @@ def _drop_false_next_link(response: Response) -> Response:
     ]
     response.set_data(json.dumps(body, separators=(",", ":")))
     return response
+
+
+_held_records: contextvars.ContextVar[list[logging.LogRecord] | None] = (
+    contextvars.ContextVar("burnscape_held_records", default=None)
+)
+
+
+class _HoldRecords(logging.Filter):
+    """Hold back pygeoapi's records while a request runs (see _PygeoapiLog)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held = _held_records.get()
+        if held is None or record.levelno < logging.WARNING:
+            return True
+        held.append(record)
+        return False
+
+
+_HOLD = _HoldRecords()
+
+
+def _hold_pygeoapi_records() -> None:
+    """Attach the hold filter to every pygeoapi logger that exists (idempotent)."""
+    names = [name for name in logging.root.manager.loggerDict if name == "pygeoapi"]
+    names += [
+        name for name in logging.root.manager.loggerDict if name.startswith("pygeoapi.")
+    ]
+    for name in names:
+        target = logging.getLogger(name)
+        if _HOLD not in target.filters:
+            target.addFilter(_HOLD)
+
+
+class _PygeoapiLog:
+    """pygeoapi logs every client error at ERROR, some with a traceback.
+
+    Within this context its warnings and errors are held; on leaving, a 4xx
+    answer logs one INFO line (method, path, status, message) and anything else
+    (a 5xx, or an exception) lets the held records through unchanged.
+    """
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self._held: list[logging.LogRecord] = []
+
+    def __enter__(self) -> _PygeoapiLog:
+        _hold_pygeoapi_records()
+        self._token = _held_records.set(self._held)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _held_records.reset(self._token)
+        if self.status is not None and 400 <= self.status < 500:
+            if self._held:
+                logger.info(
+                    "%s %s answered %d: %s",
+                    request.method,
+                    request.full_path.rstrip("?"),
+                    self.status,
+                    self._held[-1].getMessage(),
+                )
+            return
+        for record in self._held:
+            logging.getLogger(record.name).handle(record)
+
+
+_TERSE_PYGEOAPI_ERRORS = {
+    # pygeoapi's message: (the parameter, where a client finds the valid names)
+    "bad sort property": ("sortby", "queryables"),
+    "Invalid field specified": ("properties", "schema"),
+}
+
+
+def _name_the_parameter(content: Any) -> Any:
+    """Rewrite pygeoapi's terse 400 messages to name the parameter and value."""
+    if not isinstance(content, str | bytes):
+        return content
+    try:
+        document = json.loads(content)
+        terse = document.get("description")
+    except (ValueError, AttributeError):
+        return content
+    if terse not in _TERSE_PYGEOAPI_ERRORS:
+        return content
+    parameter, listing = _TERSE_PYGEOAPI_ERRORS[terse]
+    collection = (request.view_args or {}).get("collection_id", "")
+    document["description"] = (
+        f"{parameter} {request.args.get(parameter, '')!r}: no such property of "
+        f"collection {collection!r}; /collections/{collection}/{listing} lists "
+        "the valid names"
+    )
+    return json.dumps(document)
 
 
 def _replace_arg(args: Any, key: str, value: str) -> Any:

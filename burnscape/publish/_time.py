@@ -51,16 +51,19 @@ def parse_instant(text: str, *, as_end: bool = False) -> dt.datetime:
         The text is not a valid RFC 3339 date or date-time.
     """
     value = text.strip()
-    if _DATE.match(value):
-        day = dt.date.fromisoformat(value)
-        time = dt.time.max if as_end else dt.time.min
-        return dt.datetime.combine(day, time, tzinfo=dt.UTC)
-    if not _DATETIME.match(value):
+    if not (_DATE.match(value) or _DATETIME.match(value)):
         raise ValueError(
             f"datetime {text!r} is not RFC 3339: use e.g. 2018-06-09 or "
             "2018-06-09T12:00:00Z"
         )
-    parsed = dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+    try:
+        if _DATE.match(value):
+            day = dt.date.fromisoformat(value)
+            time = dt.time.max if as_end else dt.time.min
+            return dt.datetime.combine(day, time, tzinfo=dt.UTC)
+        parsed = dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+    except ValueError as err:  # well formed but impossible, e.g. month 13
+        raise ValueError(f"datetime {text!r} is not a valid date: {err}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC)

@@ -278,7 +278,11 @@ def test_coverage_daily_instant_returns_that_day(live_server):
 def test_bad_requests_are_4xx_with_message(live_server, path, params, status):
     response = get(live_server, path, **{"f": "json", **params})
     assert response.status_code == status
-    assert response.json()["description"]
+    description = response.json()["description"]
+    assert description
+    if status == 400 and params:
+        # the message says which parameter was wrong
+        assert any(name in description for name in params), description
 
 
 def test_coverage_world_bbox_selects_whole_grid(live_server):

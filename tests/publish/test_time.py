@@ -75,3 +75,12 @@ def test_overlaps_closed_intervals():
 
 def test_parse_instant_end_of_day():
     assert parse_instant("2018-06-09", as_end=True).hour == 23
+
+
+@pytest.mark.parametrize(
+    "text", ["2018-13-01", "2018-02-30", "2018-06-01T25:00Z", "yesterday", "../.."]
+)
+def test_rejection_names_the_parameter_and_the_value(text):
+    with pytest.raises(ValueError, match=r"^datetime '") as caught:
+        parse_datetime_parameter(text)
+    assert text in str(caught.value)

@@ -157,3 +157,46 @@ def test_bins_route_answers_bad_queries_with_a_message(
 
     assert response.status_code == status
     assert message in response.json["description"]
+
+
+def test_openapi_page_loads_swagger_ui_from_this_server(client) -> None:
+    from burnscape.publish.webmap.blueprint import ASSETS_DIR, OPENAPI_ASSETS
+
+    if missing_assets() or any(
+        not (ASSETS_DIR / name).is_file() for name in OPENAPI_ASSETS
+    ):
+        pytest.skip("web map assets missing: run .ci/prepare")
+    html = client.get("/openapi?f=html").get_data(as_text=True)
+
+    assert "unpkg" not in html and "cdn" not in html.lower()
+    sources = re.findall(r'(?:src|href)="(/map/vendor/[^"]+)"', html)
+    assert {source.removeprefix("/map/vendor/") for source in sources} >= set(
+        OPENAPI_ASSETS
+    )
+    for source in sources:
+        response = client.get(source)
+        assert response.status_code == 200, source
+        response.close()
+    # a browser asking without f gets the page; a client asking JSON the document
+    browser = client.get("/openapi", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert "swagger-ui-bundle.js" in browser.get_data(as_text=True)
+    document = client.get("/openapi", headers={"Accept": "application/json"})
+    assert document.get_json()["openapi"].startswith("3.")
+    assert client.get("/openapi?f=json").get_json()["paths"]
+
+
+def test_openapi_page_without_local_swagger_ui_is_pygeoapis(
+    small_outputs: Path, tmp_path: Path
+) -> None:
+    config = load_config(small_outputs / "pygeoapi-config.yml")
+    app = Flask("bare")
+    app.register_blueprint(
+        webmap_blueprint(config, assets_dir=tmp_path / "node_modules")
+    )
+
+    @app.route("/openapi")
+    def fallback() -> str:
+        return "pygeoapi's page"
+
+    response = app.test_client().get("/openapi?f=html")
+    assert response.get_data(as_text=True) == "pygeoapi's page"

@@ -327,3 +327,20 @@ def test_bins_total_equals_the_api_count_on_real_data(
         )
         assert bins.status_code == 200
         assert bins.json()["numberMatched"] == map_server.hits(collection, **query)
+
+
+def test_openapi_page_renders_swagger_ui_offline(
+    map_server: MapServer, map_page: MapPage
+) -> None:
+    map_page.page.goto(f"{map_server.url}/openapi?f=html")
+    map_page.page.wait_for_selector(".swagger-ui .info .title", timeout=60_000)
+    map_page.page.wait_for_selector(".opblock-summary-path", timeout=60_000)
+
+    paths = map_page.page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/collections/fire-events/items" in paths
+    assert "/collections/fire-events/items/{featureId}" in paths
+    assert {url.split("/")[2] for url in map_page.requested} == {
+        map_server.url.split("/")[2]
+    }
+    map_page.screenshot("openapi")
+    assert map_page.page_errors == []

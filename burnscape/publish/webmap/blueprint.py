@@ -66,6 +66,14 @@ REQUIRED_ASSETS = (
 )
 """Files of ``node_modules`` the page loads (paths below ``ASSETS_DIR``)."""
 
+OPENAPI_ASSETS = (
+    "swagger-ui-dist/swagger-ui-bundle.js",
+    "swagger-ui-dist/swagger-ui-standalone-preset.js",
+    "swagger-ui-dist/swagger-ui.css",
+)
+"""Files of ``node_modules`` the OpenAPI page (``/openapi?f=html``) loads. Where
+they are missing, pygeoapi's own page (Swagger UI from a CDN) is served."""
+
 PIXEL_LIMIT = 10_000
 """Above this many burned pixels in the view, the map draws server-side bins."""
 
@@ -75,7 +83,9 @@ FIRE_LIMIT = 10_000
 BINNED_COLLECTIONS = {"burned-pixels": "confidence", "active-fires": "frp"}
 """Collections the bins route serves, with the numeric property it summarises."""
 
-_SERVED_PACKAGES = frozenset(path.split("/", 1)[0] for path in REQUIRED_ASSETS)
+_SERVED_PACKAGES = frozenset(
+    path.split("/", 1)[0] for path in (*REQUIRED_ASSETS, *OPENAPI_ASSETS)
+)
 _GEOPACKAGE_PROVIDER = "burnscape.publish.geopackage.GeoPackageProvider"
 _DEFAULT_CELLS = (128, 64)
 
@@ -159,6 +169,25 @@ def webmap_blueprint(
             abort(HTTPStatus.NOT_FOUND)
         return send_from_directory(assets, name, max_age=3600)
 
+    @blueprint.before_app_request
+    def openapi_page() -> Response | None:
+        """Answer ``/openapi`` in HTML with Swagger UI served from here."""
+        if request.path.rstrip("/") != "/openapi" or not _wants_html():
+            return None
+        if any(not (assets / name).is_file() for name in OPENAPI_ASSETS):
+            return None  # pygeoapi's page, which loads Swagger UI from a CDN
+        root = request.script_root.rstrip("/")
+        title = config.get("metadata", {}).get("identification", {}).get("title")
+        return Response(
+            render_template(
+                "webmap/swagger.html",
+                title=str(title or "burnscape"),
+                vendor=f"{root}/map/vendor",
+                document_url=f"{root}/openapi?f=json",
+            ),
+            mimetype="text/html",
+        )
+
     @blueprint.route("/files/<path:name>")
     def event_file(name: str) -> Response:
         folder, _, file_name = name.partition("/")
@@ -205,6 +234,19 @@ def webmap_blueprint(
         return jsonify(result)
 
     return blueprint
+
+
+def _wants_html() -> bool:
+    """Return whether the request asks for HTML.
+
+    ``f=html`` does, and so does a browser's ``Accept`` header when no ``f`` is
+    given.
+    """
+    requested = (request.args.get("f") or "").strip().lower()
+    if requested:
+        return requested == "html"
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
 
 
 def missing_assets(assets_dir: Path = ASSETS_DIR) -> list[str]:
