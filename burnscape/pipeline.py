@@ -13,6 +13,8 @@ import hashlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -115,7 +117,9 @@ def open_client(
         with Client(address, timeout="30s") as client:
             yield client
         return
-    with _local_cluster(cluster) as local, Client(local) as client:
+    with _ctrl_c_reaches_only_this_process():
+        local = _local_cluster(cluster)
+    with local, Client(local) as client:
         logger.info(
             "Started a %s: %d workers x %d threads, dashboard %s.",
             type(local).__name__,
@@ -123,7 +127,58 @@ def open_client(
             cluster.threads_per_worker,
             client.dashboard_link,
         )
-        yield client
+        try:
+            yield client
+        except KeyboardInterrupt:
+            # The client's cancelled gather leaves a task whose AllExit asyncio
+            # would log as an error while the cluster closes: the run is ending
+            # on purpose, and the caller says so in one line.
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+            _quiet_workers(client)
+            raise
+
+
+def _quiet_workers(client: Client, timeout_s: float = 2.0) -> None:
+    """Ask the local workers to log only critical records from now on.
+
+    Closing a cluster whose tasks were cancelled mid-way makes its workers log
+    cancelled instructions and failed heartbeats; after a Ctrl-C those are
+    noise. Waits at most ``timeout_s`` for the workers to answer.
+    """
+
+    def quiet() -> None:
+        for name in ("distributed", "asyncio", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+    done = threading.Event()
+
+    def ask() -> None:
+        with contextlib.suppress(Exception):
+            client.run(quiet, on_error="ignore")
+        done.set()
+
+    threading.Thread(target=ask, daemon=True, name="burnscape-quiet").start()
+    done.wait(timeout_s)
+
+
+@contextlib.contextmanager
+def _ctrl_c_reaches_only_this_process() -> Iterator[None]:
+    """Ignore SIGINT while the local cluster starts its worker processes.
+
+    A Ctrl-C in a terminal goes to the whole process group. Worker processes
+    started while SIGINT is ignored keep ignoring it (the disposition survives
+    exec), so they no longer print a traceback each: this process catches the
+    Ctrl-C, says so in one line and closes the cluster, which ends them. A
+    Ctrl-C pressed during the second or two of starting is not seen.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def local_gpus() -> int:

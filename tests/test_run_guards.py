@@ -145,3 +145,37 @@ def _try_run(config, folder: str) -> str:
     except ConfigError as err:
         return str(err)
     return "ran"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_ctrl_c_to_the_process_group_prints_no_worker_tracebacks(tmp_path, chrome2_dir):
+    """A terminal's Ctrl-C reaches every process of the group, workers included."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    workflow = pipeline.Path(__file__).parents[1] / "workflows" / "chrome2-2018.yml"
+    log = tmp_path / "run.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "burnscape.cli", "run", str(workflow)]
+            + ["--outputs", str(tmp_path / "out")],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 120
+        while "Dask dashboard" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the run never started its cluster"
+            time.sleep(0.1)
+        time.sleep(1.0)  # the workers are busy with the cube
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+    output = log.read_text()
+    assert "Traceback" not in output, output
+    assert output.count("Interrupted:") == 1
+    assert "KeyboardInterrupt" not in output
