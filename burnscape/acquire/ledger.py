@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -255,7 +256,7 @@ class Ledger:
 
     def find_file(self, path: Path | str) -> FileRecord | None:
         """Return the file row for a destination path, or None."""
-        row = self._query_one("SELECT * FROM files WHERE path = ?", (str(path),))
+        row = self._query_one("SELECT * FROM files WHERE path = ?", (_path_key(path),))
         return None if row is None else FileRecord(**dict(row))
 
     def start_file(
@@ -283,7 +284,7 @@ class Ledger:
                 "expected_sha256 = excluded.expected_sha256, state = 'downloading', "
                 "attempts = files.attempts + 1, updated = excluded.updated",
                 (
-                    str(path),
+                    _path_key(path),
                     url,
                     source,
                     item_id,
@@ -295,7 +296,7 @@ class Ledger:
                 ),
             )
             row = self._conn.execute(
-                "SELECT attempts FROM files WHERE path = ?", (str(path),)
+                "SELECT attempts FROM files WHERE path = ?", (_path_key(path),)
             ).fetchone()
         return int(row[0])
 
@@ -326,7 +327,7 @@ class Ledger:
             "expected_size = excluded.expected_size, "
             "expected_sha256 = excluded.expected_sha256, updated = excluded.updated",
             (
-                str(path),
+                _path_key(path),
                 url,
                 source,
                 item_id,
@@ -349,7 +350,7 @@ class Ledger:
             raise ValueError(f"state must be 'failed' or 'missing', not {state!r}")
         self._execute(
             "UPDATE files SET state = ?, last_error = ?, updated = ? WHERE path = ?",
-            (state, error, _now(), str(path)),
+            (state, error, _now(), _path_key(path)),
         )
 
     def files(self, state: str | None = None) -> list[FileRecord]:
@@ -395,6 +396,15 @@ class Ledger:
     def _query_all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return list(self._conn.execute(sql, params).fetchall())
+
+
+def _path_key(path: Path | str) -> str:
+    """Return the key of a destination path: absolute and normalised.
+
+    ``run`` and ``download`` name the same file from different working folders
+    (``outputs/x/...`` and ``/home/me/outputs/x/...``); one key keeps one row.
+    """
+    return os.path.abspath(path)
 
 
 def _now() -> str:

@@ -64,3 +64,18 @@ def test_each_change_is_committed_immediately(tmp_path: Path) -> None:
     assert other.execute("SELECT state FROM files").fetchall() == [("downloading",)]
     other.close()
     ledger.close()
+
+
+def test_a_file_named_relatively_and_absolutely_is_one_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` names files absolutely, `download` as the user typed the folder."""
+    monkeypatch.chdir(tmp_path)
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        relative = Path("outputs") / "w" / "downloads" / "f.tif"
+        ledger.mark_verified(relative, url="http://h/f", size=3, sha256="a", mtime_ns=1)
+        found = ledger.find_file(tmp_path / "outputs" / "w" / "downloads" / "f.tif")
+        assert found is not None and found.state == "verified"
+        ledger.start_file(tmp_path / "outputs/w/./downloads/f.tif", url="http://h/f")
+        assert [row.path for row in ledger.files()] == [str(tmp_path / relative)]
+        assert ledger.summary() == {"downloading": 1}
