@@ -564,9 +564,14 @@ def _run_id(workflow: WorkflowConfig) -> str:
     return f"{workflow.name}-{digest}"
 
 
-def check_workflow(workflow: WorkflowConfig) -> list[str]:
-    """Return problems that validation alone cannot see (missing local files)."""
-    problems = []
+def check_workflow(workflow: WorkflowConfig, mirror: Path | None = None) -> list[str]:
+    """Return problems that validation alone cannot see (missing local files).
+
+    With ``mirror``, also every asset the sources' static items list must be in
+    it (``<mirror>/<mirror_folder>/<path>``, of the listed size): what a run
+    would otherwise find only when the download answers 404.
+    """
+    problems = _mirror_problems(workflow, mirror) if mirror is not None else []
     if (
         workflow.validation is not None
         and not Path(workflow.validation.reference).exists()
@@ -581,4 +586,42 @@ def check_workflow(workflow: WorkflowConfig) -> list[str]:
         problems.append(
             f"detector.kind {workflow.detector.kind!r} needs detector.weights"
         )
+    return problems
+
+
+def _mirror_problems(workflow: WorkflowConfig, mirror: Path) -> list[str]:
+    """Name the assets of static items that ``mirror`` lacks or holds wrongly."""
+    problems = []
+    for source in workflow.sources:
+        if not source.items or not source.mirror_folder:
+            continue
+        folder = mirror / source.mirror_folder
+        if not folder.is_dir():
+            problems.append(
+                f"mirror {mirror} lacks the folder {source.mirror_folder} of source "
+                f"{source.name!r}"
+            )
+            continue
+        absent, wrong_size, total = [], [], 0
+        for item in source.items:
+            for key, asset in item.assets.items():
+                total += 1
+                path = folder / asset.path
+                if not path.is_file():
+                    absent.append(f"{item.id}/{key} ({asset.path})")
+                elif asset.size is not None and path.stat().st_size != asset.size:
+                    wrong_size.append(
+                        f"{item.id}/{key} ({asset.path}: {path.stat().st_size} "
+                        f"bytes, listed {asset.size})"
+                    )
+        if absent:
+            problems.append(
+                f"mirror folder {folder} lacks {len(absent)} of {total} assets of "
+                f"source {source.name!r}: " + ", ".join(absent)
+            )
+        if wrong_size:
+            problems.append(
+                f"mirror folder {folder} holds {len(wrong_size)} assets of source "
+                f"{source.name!r} at another size than listed: " + ", ".join(wrong_size)
+            )
     return problems

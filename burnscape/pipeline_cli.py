@@ -87,10 +87,22 @@ def run(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the expanded workflow as JSON."
 )
-def validate(workflow: Path, as_json: bool) -> None:
-    """Check WORKFLOW (schema, values, local files) without running anything."""
+@click.option(
+    "--mirror",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Check that this mirror folder holds every listed asset (default: as "
+    "`run` picks it: $BURNSCAPE_MIRROR, else the shared data folder).",
+)
+@click.option("--no-mirror", is_flag=True, help="Do not check a mirror.")
+def validate(
+    workflow: Path, as_json: bool, mirror: Path | None, no_mirror: bool
+) -> None:
+    """Check WORKFLOW (schema, values, local files, mirror) without running it."""
     config = load_workflow(workflow)
-    problems = check_workflow(config)
+    mirror_dir = resolve_mirror(
+        str(mirror) if mirror else None, use_mirror=not no_mirror
+    )
+    problems = check_workflow(config, mirror_dir)
     if as_json:
         click.echo(json.dumps(config.model_dump(mode="json"), indent=2))
     if problems:
@@ -101,4 +113,5 @@ def validate(workflow: Path, as_json: bool) -> None:
         f"({config.region.crs}, {config.region.pixel_size} units/px), "
         f"{config.time.start}..{config.time.end}, {len(config.sources)} source(s), "
         f"detector {config.detector.kind}."
+        + (f" Mirror {mirror_dir} holds every listed asset." if mirror_dir else "")
     )

@@ -42,3 +42,30 @@ def test_validate_unknown_key_is_one_line_and_nonzero(tmp_path: Path) -> None:
     assert "unknown key 'events.max_gap_dayz'" in lines[0]
     assert "max_gap_days" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_validate_names_the_assets_a_mirror_lacks(tmp_path: Path, data_dir) -> None:
+    """A copy of the CHROME 2 folder without one band: validate says which."""
+    import shutil
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(
+        data_dir / "chrome2-fire-2018-landsat8", mirror / "chrome2-fire-2018-landsat8"
+    )
+    (mirror / "chrome2-fire-2018-landsat8" / "Postdata" / "band5clip.tif").unlink()
+    workflow = str(ROOT / "workflows" / "chrome2-2018.yml")
+
+    result = CliRunner().invoke(main, ["validate", workflow, "--mirror", str(mirror)])
+
+    assert result.exit_code == 1
+    assert "lacks 1 of 12 assets of source 'landsat8-l1'" in result.output
+    assert "chrome2-2018-landsat8-post/B5 (Postdata/band5clip.tif)" in result.output
+    complete = CliRunner().invoke(
+        main, ["validate", workflow, "--mirror", str(data_dir)]
+    )
+    assert complete.exit_code == 0, complete.output
+    assert "holds every listed asset" in complete.output
+    unchecked = CliRunner().invoke(
+        main, ["validate", workflow, "--mirror", str(mirror), "--no-mirror"]
+    )
+    assert unchecked.exit_code == 0 and "Mirror" not in unchecked.output
