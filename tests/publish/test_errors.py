@@ -34,7 +34,8 @@ def test_client_errors_log_one_info_line_and_no_traceback(tmp_path, caplog):
     write_gpkg(tmp_path / "burnscape.gpkg")
     app = create_app(tmp_path, server_url="http://127.0.0.1:5000")
     client = app.test_client()
-    with caplog.at_level(logging.INFO):
+    # the CLI sets the burnscape logger's level; other tests run it in-process
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, "burnscape"):
         missing = client.get("/collections/fire-events/items/no-such-id?f=json")
         sortby = client.get("/collections/fire-events/items?f=json&sortby=nope")
     assert missing.status_code == 404 and sortby.status_code == 400
