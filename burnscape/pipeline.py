@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +137,11 @@ def open_client(
             logging.getLogger("asyncio").setLevel(logging.CRITICAL)
             _quiet_workers(client)
             raise
+
+
+def _on_terminal() -> bool:
+    """Return whether stderr is a terminal (where live progress bars belong)."""
+    return sys.stderr.isatty()
 
 
 def _quiet_workers(client: Client, timeout_s: float = 2.0) -> None:
@@ -338,6 +344,7 @@ def _acquire(
     echo: Callable[[str], None],
 ) -> list[AcquiredItem]:
     from burnscape.acquire import Ledger, MirrorServer
+    from burnscape.acquire.progress import DownloadProgress
 
     items: list[AcquiredItem] = []
     with (
@@ -348,15 +355,19 @@ def _acquire(
         with server if server is not None else contextlib.nullcontext():
             api_url = server.url if server is not None else None
             for source in workflow.sources:
-                items.extend(
-                    acquire_imagery(
-                        source,
-                        workflow,
-                        folder / "downloads",
-                        ledger,
-                        api_url=api_url if source.items else source.url,
+                # a live bar on a terminal only; logs get the summary line below
+                bar = DownloadProgress(label=source.name) if _on_terminal() else None
+                with bar or contextlib.nullcontext():
+                    items.extend(
+                        acquire_imagery(
+                            source,
+                            workflow,
+                            folder / "downloads",
+                            ledger,
+                            api_url=api_url if source.items else source.url,
+                            on_event=bar.on_event if bar else None,
+                        )
                     )
-                )
     files = sum(len(item.assets) for item in items)
     report.stages["acquire"] = {
         "items": [item.id for item in items],
@@ -377,19 +388,27 @@ def acquire_imagery(
     ledger: Ledger,
     *,
     api_url: str | None,
+    on_event: Callable[[str, Any, object], None] | None = None,
 ) -> list[AcquiredItem]:
     """Download one imagery source of a workflow by its kind; return its items.
 
     ``stac`` sources search ``api_url`` (a STAC API: the mirror or the
     origin); ``laads`` sources search NASA CMR (``api_url``, else
     ``source.url``, else the public CMR) with the Earthdata token.
+    ``on_event`` receives the downloader's events (a progress bar).
     """
     from burnscape.acquire import acquire_source
     from burnscape.acquire.laads import acquire_laads
 
     if source.kind == "laads":
         return acquire_laads(
-            source, workflow.region, workflow.time, dest, ledger, api_url=api_url
+            source,
+            workflow.region,
+            workflow.time,
+            dest,
+            ledger,
+            api_url=api_url,
+            on_event=on_event,
         )
     if source.kind != "stac":
         raise ConfigError(
@@ -398,7 +417,13 @@ def acquire_imagery(
             "`burnscape events --workflow`"
         )
     return acquire_source(
-        source, workflow.region, workflow.time, dest, ledger, api_url=api_url
+        source,
+        workflow.region,
+        workflow.time,
+        dest,
+        ledger,
+        api_url=api_url,
+        on_event=on_event,
     )
 
 

@@ -179,3 +179,25 @@ def test_ctrl_c_to_the_process_group_prints_no_worker_tracebacks(tmp_path, chrom
     assert "Traceback" not in output, output
     assert output.count("Interrupted:") == 1
     assert "KeyboardInterrupt" not in output
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_acquire_draws_a_download_bar_on_a_terminal_only(
+    monkeypatch, capsys, tmp_path, data_dir, terminal
+):
+    workflow = pipeline_load(
+        pipeline.Path(__file__).parents[1] / "workflows" / "chrome2-2018.yml"
+    )
+    monkeypatch.setattr(pipeline, "_on_terminal", lambda: terminal)
+    report = pipeline.RunReport(workflow.name, "r", tmp_path, "now")
+    lines: list[str] = []
+
+    items = pipeline._acquire(workflow, tmp_path, data_dir, report, lines.append)
+
+    assert len(items) == 2
+    assert lines == [lines[0]] and lines[0].startswith("acquire: 2 items, 12 verified")
+    bar = capsys.readouterr().err
+    if terminal:  # rich prints the bar's last state where stderr is captured
+        assert "landsat8-l1" in bar and "12/12 files" in bar
+    else:
+        assert "files" not in bar

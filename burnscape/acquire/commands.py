@@ -215,9 +215,17 @@ def _download_source(
         frame = acquire_firms(source, config.region, config.time, dest, ledger)
         return f"{source.name}: {len(frame)} active-fire detections"
     if source.kind == "laads":
-        items = acquire_laads(
-            source, config.region, config.time, dest, ledger, max_workers=workers
-        )
+        bar = DownloadProgress(label=source.name) if progress else None
+        with bar or contextlib.nullcontext():
+            items = acquire_laads(
+                source,
+                config.region,
+                config.time,
+                dest,
+                ledger,
+                max_workers=workers,
+                on_event=bar.on_event if bar else None,
+            )
         return f"{source.name}: {len(items)} granules verified"
     if source.kind != "stac":
         raise AcquireError(

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -220,6 +220,7 @@ def acquire_laads(
     *,
     api_url: str | None = None,
     max_workers: int = 4,
+    on_event: Callable[[str, FileRequest, object], None] | None = None,
 ) -> list[AcquiredItem]:
     """Search and download a LAADS product's granules for a region and window.
 
@@ -228,7 +229,8 @@ def acquire_laads(
     (``EARTHDATA_TOKEN``), ``hosts`` (extra hosts trusted with the token),
     ``publication_latency_hours`` and ``search_max_age_hours`` (when recorded
     searches are reused, see :meth:`ReusePolicy.from_options`). ``api_url`` (else
-    ``source.url``, else :data:`CMR_URL`) is the CMR root.
+    ``source.url``, else :data:`CMR_URL`) is the CMR root. ``on_event`` goes to
+    the :class:`~burnscape.acquire.download.Downloader` (progress bars).
 
     Returns
     -------
@@ -280,7 +282,9 @@ def acquire_laads(
             reuse=ReusePolicy.from_options(options),
         )
         requests_ = [_file_request(source, granule, Path(dest)) for granule in granules]
-        downloader = Downloader(ledger, session=session, max_workers=max_workers)
+        downloader = Downloader(
+            ledger, session=session, max_workers=max_workers, on_event=on_event
+        )
         results = downloader.fetch_all(requests_)
     raise_for_failures(results)
     return [

@@ -167,10 +167,22 @@ def test_acquire_laads_splits_pages_verifies_and_reuses(
     caplog.set_level(logging.DEBUG)
     with FaultServer() as server, Ledger(tmp_path / "ledger.sqlite") as ledger:
         server.routes["/search/granules.umm_json"] = _cmr_route(_granules(data, server))
+        events: list[tuple[str, object]] = []
         items = acquire_laads(
-            _source(), REGION, WINDOW, tmp_path / "dl", ledger, api_url=server.url
+            _source(),
+            REGION,
+            WINDOW,
+            tmp_path / "dl",
+            ledger,
+            api_url=server.url,
+            on_event=lambda kind, request, value: events.append((kind, value)),
         )
         assert len(items) == 7
+        # a progress bar hears of every byte and every file
+        done = [value for kind, value in events if kind == "done"]
+        assert len(done) == 7 and all(result.ok for result in done)
+        received = sum(value for kind, value in events if kind == "bytes")
+        assert received == sum(item.assets["data"].stat().st_size for item in items)
         for item in items:
             local = item.assets["data"]
             assert local.read_bytes() == (data / L1 / local.name).read_bytes()
