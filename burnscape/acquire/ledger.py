@@ -26,8 +26,10 @@ import hashlib
 import json
 import logging
 import os
+import random
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 FILE_STATES = ("pending", "downloading", "verified", "failed", "missing")
 """The states a file row can be in."""
+
+_BUSY_TIMEOUT_S = 30.0
+"""How long a ledger call waits for another process's lock before failing."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -145,18 +150,56 @@ class Ledger:
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(
-                self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+                self.path,
+                timeout=_BUSY_TIMEOUT_S,
+                check_same_thread=False,
+                isolation_level=None,
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-            self._migrate()
+            self._set_up()
+        except sqlite3.OperationalError as err:
+            if not _is_busy(err):
+                raise AcquireError(
+                    f"cannot open the download ledger {self.path}: {err}; "
+                    "delete it to start a fresh one"
+                ) from err
+            raise AcquireError(
+                f"the download ledger {self.path} stayed locked by another process "
+                f"for {_BUSY_TIMEOUT_S:.0f} s: wait for the other download or run to "
+                "end, or stop it"
+            ) from err
         except sqlite3.DatabaseError as err:
             raise AcquireError(
                 f"cannot open the download ledger {self.path}: {err}; "
                 "delete it to start a fresh one"
             ) from err
         self._conn.row_factory = sqlite3.Row
+
+    def _set_up(self) -> None:
+        """Switch to WAL, create the tables, migrate; retry while another opens it.
+
+        Several processes (Dask workers) may open a new ledger at once. Changing
+        the journal mode and creating the schema take locks for which SQLite
+        does not always wait (it answers "locked" at once to avoid a deadlock),
+        so those steps are retried here until the busy timeout.
+        """
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        wait = 0.005
+        while True:
+            try:
+                mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(_SCHEMA)
+                self._migrate()
+                return
+            except sqlite3.OperationalError as err:
+                if not _is_busy(err) or time.monotonic() + wait > deadline:
+                    raise
+                if self._conn.in_transaction:
+                    self._conn.rollback()
+                time.sleep(wait * random.uniform(1.0, 2.0))
+                wait = min(wait * 2, 0.5)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -396,6 +439,11 @@ class Ledger:
     def _query_all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return list(self._conn.execute(sql, params).fetchall())
+
+
+def _is_busy(err: sqlite3.OperationalError) -> bool:
+    text = str(err).lower()
+    return "locked" in text or "busy" in text
 
 
 def _path_key(path: Path | str) -> str:

@@ -64,6 +64,8 @@ def fetch_on_dask(
 
     if max_parallel < 1:
         raise ValueError("max_parallel must be at least 1")
+    # Create the ledger (schema, WAL mode) here, before the workers open it.
+    Ledger(Path(ledger_path)).close()
     name = f"burnscape-download-{uuid.uuid4().hex}"
     semaphore = Semaphore(max_leases=max_parallel, name=name)
     futures = client.map(

@@ -79,3 +79,46 @@ def test_a_file_named_relatively_and_absolutely_is_one_row(
         ledger.start_file(tmp_path / "outputs/w/./downloads/f.tif", url="http://h/f")
         assert [row.path for row in ledger.files()] == [str(tmp_path / relative)]
         assert ledger.summary() == {"downloading": 1}
+
+
+def _open_and_record(args: tuple[str, int]) -> str:
+    path, index = args
+    with Ledger(Path(path)) as ledger:
+        ledger.mark_verified(
+            Path(path).parent / f"f{index}", url="u", size=1, sha256="a", mtime_ns=1
+        )
+    return "ok"
+
+
+def test_many_processes_may_open_a_new_ledger_at_once(tmp_path: Path) -> None:
+    """Dask workers open one ledger together; creating it must not fail one."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for attempt in range(12):
+        db = tmp_path / f"ledger{attempt}.sqlite"
+        with context.Pool(8) as pool:
+            results = pool.map(_open_and_record, [(str(db), i) for i in range(8)])
+        assert results == ["ok"] * 8
+        with Ledger(db) as ledger:
+            assert ledger.summary() == {"verified": 8}
+
+
+def test_a_ledger_locked_too_long_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import burnscape.acquire.ledger as ledger_module
+    from burnscape.errors import AcquireError
+
+    db = tmp_path / "ledger.sqlite"
+    Ledger(db).close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=DELETE")
+    holder.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setattr(ledger_module, "_BUSY_TIMEOUT_S", 0.3)
+    try:
+        with pytest.raises(AcquireError, match="stayed locked by another process"):
+            Ledger(db)
+    finally:
+        holder.rollback()
+        holder.close()
