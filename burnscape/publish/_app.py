@@ -30,6 +30,7 @@ from pygeoapi.api import API, APIRequest, apply_gzip
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from burnscape.publish._time import parse_datetime_parameter
+from burnscape.publish.coverage import SCALE_FACTOR
 
 __all__ = ["build_app"]
 
@@ -191,12 +192,25 @@ def build_app(config: dict[str, Any], openapi: dict[str, Any]) -> Flask:
                 f"unsupported format {requested!r}: use json or one of "
                 f"{sorted(formats.values())}",
             )
-        return run(
-            coverages_api.get_collection_coverage,
-            collection_id,
-            api=api,
-            check_format=False,
-        )
+        try:
+            factor = _scale_factor(request.args)
+        except ValueError as err:
+            return _error(
+                apis.main,
+                HTTPStatus.BAD_REQUEST,
+                "InvalidParameterValue",
+                str(err),
+            )
+        token = SCALE_FACTOR.set(factor)
+        try:
+            return run(
+                coverages_api.get_collection_coverage,
+                collection_id,
+                api=api,
+                check_format=False,
+            )
+        finally:
+            SCALE_FACTOR.reset(token)
 
     @app.route("/processes")
     @app.route("/processes/<process_id>")
@@ -287,6 +301,36 @@ def _parameter_problem(args: Any) -> str | None:
     except ValueError as err:
         return str(err)
     return None
+
+
+def _scale_factor(args: Any) -> float | None:
+    """Return the coverage request's ``scale-factor`` (None: native grid).
+
+    Raises
+    ------
+    ValueError
+        Not a finite number of at least 1, or another scaling parameter
+        (``scale-size``, ``scale-axes``), which this server does not offer.
+    """
+    for other in ("scale-size", "scale-axes"):
+        if other in args:
+            raise ValueError(
+                f"{other} is not supported here: use scale-factor (a number >= 1, "
+                "e.g. scale-factor=4 for a grid 4 times coarser)"
+            )
+    text = args.get("scale-factor")
+    if text is None:
+        return None
+    try:
+        factor = float(text)
+    except ValueError:
+        raise ValueError(f"scale-factor must be a number, not {text!r}") from None
+    if not math.isfinite(factor) or factor < 1:
+        raise ValueError(
+            f"scale-factor must be a number >= 1 (the native grid or coarser), not "
+            f"{text!r}"
+        )
+    return factor
 
 
 def _execution_problem(body: bytes) -> str | None:

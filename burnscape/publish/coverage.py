@@ -5,8 +5,11 @@ grid and CRS: the CoverageJSON domain carries the grid (x, y and, where the
 store has one, t) and the projected CRS; GeoTIFF and NetCDF carry the same
 grid. Requests may subset by ``bbox`` (with ``bbox-crs``, CRS84 by default),
 by ``subset=x(..),y(..),time(..)`` in native coordinates, by ``datetime`` and
-by variable (``properties``). A request whose answer would exceed
-``max_cells`` values is refused with HTTP 413 naming the limit.
+by variable (``properties``), and scaled down by ``scale-factor`` (OGC API
+Coverages scaling: a factor of 4 answers a grid 4 times coarser on each axis,
+each cell the nearest native one, so burn dates stay dates). A request whose
+answer would exceed ``max_cells`` values is refused with HTTP 413 naming the
+limit; scaling down is how a client gets a whole large region in one answer.
 
 A store without a time axis may name a ``time_variable`` holding days since
 1970-01-01 (``burn_date`` in burned.zarr): ``datetime`` then keeps the cells
@@ -28,8 +31,10 @@ Configuration (one entry of a collection's ``providers`` list)::
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
+import math
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -67,6 +72,12 @@ DEFAULT_MAX_CELLS = 4_000_000
 CRS84_URI = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "ns")
 _DAY = np.timedelta64(1, "D")
+
+SCALE_FACTOR: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "burnscape_coverage_scale_factor", default=None
+)
+"""The current request's ``scale-factor`` (>= 1), set by the application around
+a coverage request: pygeoapi passes its provider no scaling argument."""
 
 _cache: dict[tuple[str, int], xr.Dataset] = {}
 _cache_lock = threading.Lock()
@@ -146,6 +157,9 @@ class ZarrCoverageProvider(BaseProvider):
             dataset = self._subset_time(dataset, interval, time_subset)
         elif time_subset:
             raise ProviderInvalidQueryError(user_msg="this coverage has no time axis")
+        factor = SCALE_FACTOR.get()
+        if factor is not None and factor > 1:
+            dataset = scale_down(dataset, factor)
         self._check_size(dataset)
 
         try:
@@ -516,3 +530,31 @@ def _fill_value(variable: xr.DataArray) -> Any:
     if fill is None:
         return np.nan if variable.dtype.kind == "f" else 0
     return fill
+
+
+def scale_down(dataset: xr.Dataset, factor: float) -> xr.Dataset:
+    """Resample x and y onto a grid ``factor`` times coarser, nearest cell.
+
+    The coarser grid covers the same extent with ``ceil(n / factor)`` cells per
+    axis (its cells a little smaller than ``factor`` native ones where ``n`` is
+    not a multiple); each takes the value of the native cell nearest its centre.
+    Nearest, not an average, because burn dates and counts must stay values
+    that occur.
+    """
+    coords = {}
+    for axis in ("x", "y"):
+        values = dataset[axis].values.astype("float64")
+        count = values.size
+        if count < 2:
+            continue
+        step = (values[-1] - values[0]) / (count - 1)
+        cells = max(1, math.ceil(count / factor))
+        new_step = step * count / cells
+        edge = values[0] - step / 2
+        coords[axis] = edge + (np.arange(cells) + 0.5) * new_step
+    if not coords:
+        return dataset
+    scaled = dataset.sel(coords, method="nearest")
+    return scaled.assign_coords(
+        {axis: (axis, centres, dataset[axis].attrs) for axis, centres in coords.items()}
+    )

@@ -248,3 +248,72 @@ def test_cube_with_acquisition_windows_matches_by_window(tmp_path):
         "2013-04-11T00:00:00Z",
         "2021-05-02T23:59:59Z",
     ]
+
+
+@pytest.fixture
+def scaled():
+    """Set the request's scale-factor as the application does."""
+    from burnscape.publish.coverage import SCALE_FACTOR
+
+    tokens = []
+
+    def set_factor(factor):
+        tokens.append(SCALE_FACTOR.set(factor))
+
+    yield set_factor
+    for token in reversed(tokens):
+        SCALE_FACTOR.reset(token)
+
+
+def test_scale_factor_answers_a_coarser_grid_of_native_values(burned, scaled):
+    native = values(burned.query(properties=["burn_date"]), "burn_date")
+    scaled(4)  # 40 x 60 cells of 30 m: 10 x 15 cells of 120 m
+    coverage = burned.query(properties=["burn_date"])
+    axes = coverage["domain"]["axes"]
+    assert axes["x"] == {
+        "start": ORIGIN_X + 60,
+        "stop": ORIGIN_X + PIXEL_M * COLS - 60,
+        "num": COLS // 4,
+    }
+    assert axes["y"]["num"] == ROWS // 4
+    assert axes["y"]["start"] == ORIGIN_Y - 60
+    coarse = values(coverage, "burn_date")
+    # each coarse cell holds one of the native cells it covers, never a mean
+    for row in range(ROWS // 4):
+        for col in range(COLS // 4):
+            block = native[row * 4 : row * 4 + 4, col * 4 : col * 4 + 4]
+            value = coarse[row, col]
+            assert (np.isnan(value) and np.isnan(block).any()) or value in block
+
+
+def test_scale_factor_not_dividing_the_grid_keeps_its_extent(burned, scaled):
+    scaled(7)
+    axes = burned.query(properties=["burn_date"])["domain"]["axes"]
+    assert axes["x"]["num"] == 9 and axes["y"]["num"] == 6  # ceil(60/7), ceil(40/7)
+    half = PIXEL_M * COLS / 9 / 2
+    assert axes["x"]["start"] == pytest.approx(ORIGIN_X + half)
+    assert axes["x"]["stop"] == pytest.approx(ORIGIN_X + PIXEL_M * COLS - half)
+
+
+def test_scale_factor_geotiff_carries_the_coarser_transform(burned, scaled):
+    scaled(2)
+    data = burned.query(format_="GTiff", properties=["burn_date"])
+    with rasterio.MemoryFile(data) as memory, memory.open() as tif:
+        assert (tif.width, tif.height) == (COLS // 2, ROWS // 2)
+        assert tif.transform.a == 2 * PIXEL_M and tif.transform.e == -2 * PIXEL_M
+        assert tif.transform.c == ORIGIN_X and tif.transform.f == ORIGIN_Y
+
+
+def test_scale_factor_brings_a_large_request_under_the_limit(outputs_dir, scaled):
+    small = ZarrCoverageProvider(
+        {
+            "name": "burned-area",
+            "type": "coverage",
+            "data": str(outputs_dir / "burned.zarr"),
+            "options": {"max_cells": 500, "time_variable": "burn_date"},
+        }
+    )
+    with pytest.raises(ProviderRequestEntityTooLargeError):
+        small.query(properties=["burn_date"])
+    scaled(3)
+    assert small.query(properties=["burn_date"])["domain"]["axes"]["x"]["num"] == 20

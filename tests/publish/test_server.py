@@ -270,6 +270,11 @@ def test_coverage_daily_instant_returns_that_day(live_server):
         ("/collections/burned-area/coverage", {"datetime": "someday"}, 400),
         ("/collections/burned-area/coverage", {"f": "png"}, 400),
         ("/collections/burned-area/coverage", {"properties": "nope"}, 400),
+        ("/collections/burned-area/coverage", {"scale-factor": "abc"}, 400),
+        ("/collections/burned-area/coverage", {"scale-factor": "0.5"}, 400),
+        ("/collections/burned-area/coverage", {"scale-factor": "nan"}, 400),
+        ("/collections/burned-area/coverage", {"scale-factor": "inf"}, 400),
+        ("/collections/burned-area/coverage", {"scale-size": "x(10)"}, 400),
         ("/collections/reflectance/coverage", {"datetime": "2030-01-01"}, 400),
         ("/collections/burned-area/items", {}, 400),
         ("/no/such/path", {}, 404),
@@ -309,6 +314,15 @@ def test_coverage_above_cell_limit_is_413_naming_the_limit(tmp_path):
         too_big = get(server, "/collections/burned-area/coverage", f="json")
         assert too_big.status_code == 413
         assert "limit of 500" in too_big.json()["description"]
+        overview = get(
+            server,
+            "/collections/burned-area/coverage",
+            f="json",
+            properties="burned",
+            **{"scale-factor": "4"},
+        )
+        assert overview.status_code == 200
+        assert overview.json()["domain"]["axes"]["x"]["num"] == COLS // 4
         small = get(
             server,
             "/collections/burned-area/coverage",
