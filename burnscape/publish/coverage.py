@@ -537,7 +537,9 @@ def scale_down(dataset: xr.Dataset, factor: float) -> xr.Dataset:
 
     The coarser grid covers the same extent with ``ceil(n / factor)`` cells per
     axis (its cells a little smaller than ``factor`` native ones where ``n`` is
-    not a multiple); each takes the value of the native cell nearest its centre.
+    not a multiple), never fewer than 2 (a one-cell axis has no resolution to
+    write into a GeoTIFF); each takes the value of the native cell nearest its
+    centre.
     Nearest, not an average, because burn dates and counts must stay values
     that occur.
     """
@@ -548,7 +550,7 @@ def scale_down(dataset: xr.Dataset, factor: float) -> xr.Dataset:
         if count < 2:
             continue
         step = (values[-1] - values[0]) / (count - 1)
-        cells = max(1, math.ceil(count / factor))
+        cells = max(2, math.ceil(count / factor))
         new_step = step * count / cells
         edge = values[0] - step / 2
         coords[axis] = edge + (np.arange(cells) + 0.5) * new_step

@@ -317,3 +317,12 @@ def test_scale_factor_brings_a_large_request_under_the_limit(outputs_dir, scaled
         small.query(properties=["burn_date"])
     scaled(3)
     assert small.query(properties=["burn_date"])["domain"]["axes"]["x"]["num"] == 20
+
+
+def test_a_huge_scale_factor_keeps_two_cells_per_axis(burned, scaled):
+    scaled(1e9)
+    data = burned.query(format_="GTiff", properties=["burn_date"])
+    with rasterio.MemoryFile(data) as memory, memory.open() as tif:
+        assert (tif.width, tif.height) == (2, 2)
+        assert tif.transform.a == PIXEL_M * COLS / 2
+        assert tif.bounds.left == ORIGIN_X and tif.bounds.top == ORIGIN_Y
