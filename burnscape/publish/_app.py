@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_OFFSET = 2**53
 _CONFORMANCE_LOCK = threading.Lock()
+_COVERAGE_SCALING = "http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/scaling"
 
 
 class _Apis:
@@ -105,6 +106,11 @@ def build_app(config: dict[str, Any], openapi: dict[str, Any]) -> Flask:
     )
     app.url_map.strict_slashes = False
     apis = _Apis(config, openapi)
+    serves_coverages = any(
+        provider.get("type") == "coverage"
+        for resource in (config.get("resources") or {}).values()
+        for provider in resource.get("providers") or []
+    )
 
     def run(
         api_function: Any, *args: Any, api: API | None = None, check_format: bool = True
@@ -138,6 +144,8 @@ def build_app(config: dict[str, Any], openapi: dict[str, Any]) -> Flask:
         # pygeoapi extends its module-level class list on every call: undo it
         with _CONFORMANCE_LOCK:
             size = len(core_api.CONFORMANCE_CLASSES)
+            if serves_coverages:  # scale-factor, handled by this application
+                core_api.CONFORMANCE_CLASSES.append(_COVERAGE_SCALING)
             try:
                 return run(core_api.conformance)
             finally:

@@ -85,6 +85,10 @@ def test_landing_conformance_and_collections(live_server):
     assert "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core" in conformance
     assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in conformance
     assert "http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/core" in conformance
+    assert (
+        "http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/scaling" in conformance
+    )
+    assert conformance.count(conformance[0]) == 1
     ids = {
         c["id"]
         for c in get(live_server, "/collections", f="json").json()["collections"]
