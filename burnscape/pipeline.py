@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from burnscape import __version__
 from burnscape.config import ClusterConfig, SourceConfig, WorkflowConfig
 from burnscape.errors import ConfigError, DataNotFoundError
-from burnscape.utils import find_data_dir, log_duration, write_json
+from burnscape.utils import code_version, find_data_dir, log_duration, write_json
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -66,6 +66,7 @@ class RunReport:
             "workflow": self.workflow,
             "run_id": self.run_id,
             "burnscape_version": __version__,
+            "code_version": code_version(),
             "outputs": str(self.outputs),
             "started": self.started,
             "timings_s": self.timings_s,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,3 +70,37 @@ def write_json(path: str | os.PathLike[str], payload: Any) -> None:
     tmp = target.with_suffix(target.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     tmp.replace(target)
+
+
+@functools.cache
+def code_version() -> str:
+    """Return burnscape's version, plus its git commit when run from a checkout.
+
+    ``0.21.0+g1a2b3c4d5e6f`` (``.dirty`` added where tracked files differ from
+    the commit); the bare version for an installed package or without git.
+    Recorded in run.json and in trained weights, so a result names its code.
+    """
+    from burnscape import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return __version__
+    git = ["git", "-C", str(root)]
+    try:
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}{'.dirty' if changed else ''}"

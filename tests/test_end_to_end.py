@@ -69,6 +69,7 @@ def test_run_reaches_f1_and_area_targets(first_run: Path) -> None:
     assert abs(figures["main_event_area_ha"] - REFERENCE_HA) / REFERENCE_HA <= 0.25
     for stage in ("acquire", "cube", "detect", "events", "validate", "total"):
         assert report["timings_s"][stage] > 0
+    assert report["code_version"].startswith(report["burnscape_version"])
 
 
 def test_run_outputs_follow_contracts(first_run: Path) -> None:

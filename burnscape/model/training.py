@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from burnscape import __version__
 from burnscape.errors import ModelError
 from burnscape.model.banet import BANet, BANetConfig
 from burnscape.model.daily import SequencePredictor
@@ -40,6 +39,7 @@ from burnscape.model.synthetic import (
     simulate_sequences,
 )
 from burnscape.model.weights import WeightsMetadata, save_banet_weights
+from burnscape.utils import code_version
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def train_banet(
         std=tuple(std),
         sequence_length=config.sequence_length,
         training_data_sha256=sources.data_hash(simulation, config.seed),
-        code_version=__version__,
+        code_version=code_version(),
         extra={
             "training": {
                 **_plain(asdict(config)),
