@@ -271,12 +271,16 @@ def run_workflow(
 
 
 @contextlib.contextmanager
-def outputs_lock(folder: Path) -> Iterator[None]:
+def outputs_lock(
+    folder: Path, hint: str = "give another --outputs folder"
+) -> Iterator[None]:
     """Hold an exclusive lock on an outputs folder for one run.
 
     Two runs writing the same cube, burned.zarr and events at once would
     corrupt each other's work; the second one is refused at once. The lock
     (``flock`` on ``.burnscape.lock``) is released by the OS if the run dies.
+    ``burnscape download`` takes the same lock on its folder; ``hint`` ends the
+    refusal message.
 
     Raises
     ------
@@ -294,7 +298,7 @@ def outputs_lock(folder: Path) -> Iterator[None]:
             holder = handle.read().strip() or "another process"
             raise ConfigError(
                 f"another burnscape run ({holder}) is using {folder}; wait for it "
-                "to finish or give another --outputs folder"
+                f"to finish or {hint}"
             ) from None
         handle.seek(0)
         handle.truncate()
@@ -304,6 +308,22 @@ def outputs_lock(folder: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def folder_in_use(folder: Path) -> bool:
+    """Return whether a burnscape process holds :func:`outputs_lock` on ``folder``."""
+    import fcntl
+
+    path = folder / ".burnscape.lock"
+    if not path.is_file():
+        return False
+    with open(path, encoding="ascii") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def _run_stages(

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from burnscape.acquire.download import DownloadResult, raise_for_failures
 from burnscape.acquire.ledger import FileRecord, Ledger, RequestRecord
-from burnscape.acquire.manifest import download_manifest, read_manifest
+from burnscape.acquire.manifest import download_manifest, ledger_files, read_manifest
 from burnscape.acquire.progress import DownloadProgress
 from burnscape.errors import AcquireError
 
@@ -82,6 +82,10 @@ def download(
     """
     if (workflow is None) == (manifest is None):
         raise click.UsageError("give either WORKFLOW or --manifest FILE.csv")
+    if workflow is not None and workflow.suffix.lower() in (".csv", ".txt"):
+        raise click.UsageError(
+            f"{workflow} looks like a manifest: use --manifest {workflow} --dest DIR"
+        )
     if workers < 1:
         raise click.BadParameter("must be at least 1", param_hint="--workers")
     if manifest is not None:
@@ -107,17 +111,29 @@ def status(path: Path, show_all: bool, as_json: bool) -> None:
 
     Shows the number of recorded requests per source, files per state, and every
     file that is not verified (all files with --all) with its attempts and last
-    error. Exits 1 when any file is failed or missing.
+    error. Exits 1 when any file is failed or missing, or was left downloading
+    by a process that has ended (interrupted).
     """
     ledger_file = _find_ledger(path)
-    with Ledger(ledger_file) as ledger:
+    try:
+        ledger = Ledger(ledger_file, read_only=True)
+    except AcquireError as err:
+        raise click.ClickException(str(err)) from err
+    with ledger:
         files = ledger.files()
         requests_ = ledger.requests()
         summary = ledger.summary()
+    from burnscape.pipeline import folder_in_use
+
+    # rows left 'downloading' by a process that no longer holds the folder
+    interrupted = 0
+    if summary.get("downloading") and not folder_in_use(ledger_file.parent):
+        interrupted = summary["downloading"]
     if as_json:
         payload = {
             "ledger": str(ledger_file),
             "summary": summary,
+            "interrupted": interrupted,
             "requests": [
                 {k: v for k, v in vars(r).items() if k != "response"} for r in requests_
             ],
@@ -126,7 +142,12 @@ def status(path: Path, show_all: bool, as_json: bool) -> None:
         click.echo(json.dumps(payload, indent=2, default=str))
     else:
         _print_status(ledger_file, files, requests_, summary, show_all)
-    if summary.get("failed") or summary.get("missing"):
+        if interrupted:
+            click.echo(
+                f"{interrupted} download(s) were interrupted (no burnscape process "
+                "holds this folder now): run the same download again to resume them."
+            )
+    if summary.get("failed") or summary.get("missing") or interrupted:
         raise click.exceptions.Exit(1)
 
 
@@ -140,9 +161,16 @@ def _download_manifest(
     workers: int,
     progress: bool,
 ) -> list[DownloadResult]:
-    planned = read_manifest(manifest, dest)  # a bad manifest creates nothing
+    from burnscape.pipeline import outputs_lock
+
+    ledger_file = ledger_path or dest / LEDGER_NAME
+    # a bad manifest creates nothing
+    planned = read_manifest(manifest, dest, reserved=ledger_files(ledger_file))
     dest.mkdir(parents=True, exist_ok=True)
-    with Ledger(ledger_path or dest / LEDGER_NAME) as ledger:
+    with (
+        outputs_lock(dest, "give another --dest"),
+        Ledger(ledger_file) as ledger,
+    ):
         if not progress:
             return download_manifest(manifest, dest, ledger, max_workers=workers)
         with DownloadProgress(planned, label=manifest.name) as bar:
@@ -162,17 +190,21 @@ def _download_workflow(
 ) -> None:
     from burnscape.acquire.mirror import MirrorServer
     from burnscape.config import load_workflow
-    from burnscape.pipeline import resolve_mirror
+    from burnscape.pipeline import outputs_lock, resolve_mirror
 
     config = load_workflow(workflow)
     outputs = Path(config.outputs.folder)
+    outputs.mkdir(parents=True, exist_ok=True)
     mirror_dir = resolve_mirror(
         str(mirror) if mirror else None, use_mirror=not no_mirror
     )
     server = MirrorServer(mirror_dir, config.sources).start() if mirror_dir else None
     errors: list[str] = []
     try:
-        with Ledger(ledger_path or outputs / LEDGER_NAME) as ledger:
+        with (
+            outputs_lock(outputs, "stop it"),
+            Ledger(ledger_path or outputs / LEDGER_NAME) as ledger,
+        ):
             for source in config.sources:
                 try:
                     click.echo(

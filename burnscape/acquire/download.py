@@ -44,6 +44,7 @@ from burnscape.errors import (
 from burnscape.utils import sha256_file
 
 __all__ = [
+    "PART_SUFFIX",
     "DownloadResult",
     "Downloader",
     "FileRequest",
@@ -53,6 +54,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+PART_SUFFIX = ".part"
+"""Suffix of a file being downloaded, beside its final name."""
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 """HTTP statuses retried with backoff (429 and 503 honour ``Retry-After``)."""
@@ -271,7 +275,7 @@ class Downloader:
         try:
             result = self._download(request)
         except _Failure as failure:
-            _unlink(request.path.with_name(request.path.name + ".part"))
+            _unlink(_part_path(request.path))
             state: State = (
                 "missing" if failure.error_type is AssetUnavailableError else "failed"
             )
@@ -317,7 +321,7 @@ class Downloader:
         return DownloadResult(request, "skipped", stat.st_size, digest)
 
     def _download(self, request: FileRequest) -> DownloadResult:
-        part = request.path.with_name(request.path.name + ".part")
+        part = _part_path(request.path)
         fetched = 0
         resumed = False
         restarted = False
@@ -723,6 +727,10 @@ def _reason(err: BaseException) -> str:
         text = str(inner)
         inner = inner.__context__ or inner.__cause__
     return text[:300]
+
+
+def _part_path(path: Path) -> Path:
+    return path.with_name(path.name + PART_SUFFIX)
 
 
 def _unlink(path: Path) -> None:

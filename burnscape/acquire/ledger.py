@@ -144,10 +144,13 @@ class Ledger:
     ...     [row.state for row in ledger.files()]
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        if read_only:
+            self._open_read_only()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = sqlite3.connect(
                 self.path,
@@ -172,6 +175,41 @@ class Ledger:
                 f"cannot open the download ledger {self.path}: {err}; "
                 "delete it to start a fresh one"
             ) from err
+        self._conn.row_factory = sqlite3.Row
+
+    def _open_read_only(self) -> None:
+        """Open an existing ledger for reading; never create or change a file.
+
+        Raises
+        ------
+        AcquireError
+            The file is missing, not SQLite, or a database without the ledger's
+            tables (e.g. a GeoPackage).
+        """
+        try:
+            self._conn = sqlite3.connect(
+                f"{self.path.absolute().as_uri()}?mode=ro",
+                uri=True,
+                timeout=_BUSY_TIMEOUT_S,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+            tables = {
+                row[0]
+                for row in self._conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+        except sqlite3.DatabaseError as err:
+            raise AcquireError(
+                f"{self.path} is not a burnscape download ledger ({err})"
+            ) from err
+        if not {"files", "requests"} <= tables:
+            self._conn.close()
+            raise AcquireError(
+                f"{self.path} is not a burnscape download ledger (an SQLite file "
+                "without its files and requests tables)"
+            )
         self._conn.row_factory = sqlite3.Row
 
     def _set_up(self) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from burnscape.acquire.download import (
+    PART_SUFFIX,
     Downloader,
     DownloadResult,
     FileRequest,
@@ -24,14 +25,16 @@ from burnscape.acquire.download import (
 from burnscape.acquire.ledger import Ledger
 from burnscape.errors import ConfigError
 
-__all__ = ["MANIFEST_COLUMNS", "download_manifest", "read_manifest"]
+__all__ = ["MANIFEST_COLUMNS", "download_manifest", "ledger_files", "read_manifest"]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ("url", "filename", "size", "checksum")
 """The columns a manifest must have, in any order."""
 
-_CHECKSUM = re.compile(r"^(sha256:[0-9a-fA-F]{64}|md5:[0-9a-fA-F]{32})$")
+_CHECKSUM = re.compile(r"^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32})$", re.IGNORECASE)
+_MAX_NAME_BYTES = 255
+_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 _FORMATS = {
     ".tif": "tiff",
     ".tiff": "tiff",
@@ -45,18 +48,25 @@ _FORMATS = {
 
 
 def read_manifest(
-    path: Path, dest: Path, *, source: str = "manifest"
+    path: Path,
+    dest: Path,
+    *,
+    source: str = "manifest",
+    reserved: Sequence[Path] = (),
 ) -> list[FileRequest]:
     """Read a manifest CSV into file requests below ``dest``.
 
     Parameters
     ----------
     path
-        The CSV file.
+        The CSV file. Header names are matched without regard to case or
+        surrounding spaces.
     dest
         The folder the files go to.
     source
         The source name recorded in the ledger.
+    reserved
+        Paths no file may be written to (the ledger and its companions).
 
     Returns
     -------
@@ -69,12 +79,12 @@ def read_manifest(
     ------
     ConfigError
         The file is unreadable, lacks a column, or a row is malformed (the
-        message names the line); or two rows share a filename.
+        message names the line); or two rows share a filename; or a filename
+        would overwrite a reserved path or another row's partial download.
     """
     try:
         with open(path, newline="", encoding=_encoding(path)) as handle:
-            rows = list(csv.DictReader(handle))
-            header = rows[0].keys() if rows else _header(path)
+            table = list(csv.reader(handle))
     except OSError as err:
         raise ConfigError(f"cannot read the manifest {path}: {err.strerror}") from err
     except UnicodeDecodeError as err:
@@ -82,23 +92,49 @@ def read_manifest(
             f"manifest {path} is not UTF-8 text (byte {err.start}): save it as "
             "CSV UTF-8"
         ) from err
+    header = [name.strip().lower() for name in table[0]] if table else []
     missing = [column for column in MANIFEST_COLUMNS if column not in header]
     if missing:
         raise ConfigError(
             f"manifest {path} lacks the columns {missing}; expected the header "
             f"{','.join(MANIFEST_COLUMNS)}"
         )
+    taken = {Path(p).absolute(): str(p) for p in reserved}
     requests_: list[FileRequest] = []
     seen: dict[str, int] = {}
-    for line, row in enumerate(rows, start=2):
-        request = _row_request(row, dest, source, f"{path}:{line}")
-        if request.path.name in seen:
+    for line, fields in enumerate(table[1:], start=2):
+        if not any(field.strip() for field in fields):
+            continue  # a blank line
+        where = f"{path}:{line}"
+        if len(fields) != len(header):
             raise ConfigError(
-                f"{path}:{line}: filename {request.path.name!r} repeats line "
-                f"{seen[request.path.name]}"
+                f"{where}: the row has {len(fields)} fields, the header "
+                f"{len(header)} (a size written as 1,000? write 1000, or quote "
+                "fields that hold commas)"
             )
-        seen[request.path.name] = line
+        request = _row_request(
+            dict(zip(header, fields, strict=True)), dest, source, where
+        )
+        name = request.path.name
+        if name in seen:
+            raise ConfigError(f"{where}: filename {name!r} repeats line {seen[name]}")
+        if request.path.absolute() in taken:
+            raise ConfigError(
+                f"{where}: filename {name!r} would overwrite "
+                f"{taken[request.path.absolute()]}: rename the file or choose "
+                "another --dest"
+            )
+        seen[name] = line
         requests_.append(request)
+    for request in requests_:
+        if request.path.name.endswith(PART_SUFFIX):
+            owner = request.path.name[: -len(PART_SUFFIX)]
+            if owner in seen:
+                raise ConfigError(
+                    f"{path}:{seen[request.path.name]}: filename "
+                    f"{request.path.name!r} is the partial download of line "
+                    f"{seen[owner]}'s file: rename one of them"
+                )
     return requests_
 
 
@@ -116,7 +152,7 @@ def download_manifest(
     :func:`~burnscape.acquire.download.raise_for_failures` to turn them into
     one error.
     """
-    requests_ = read_manifest(manifest, dest)
+    requests_ = read_manifest(manifest, dest, reserved=ledger_files(ledger.path))
     session = make_session(pool_size=max(8, max_workers))
     with session:
         downloader = Downloader(
@@ -132,6 +168,11 @@ def download_manifest(
     return results
 
 
+def ledger_files(path: Path) -> list[Path]:
+    """Return a ledger's file and the companions SQLite keeps beside it."""
+    return [path, *(path.with_name(path.name + end) for end in _SQLITE_COMPANIONS)]
+
+
 def _row_request(
     row: dict[str, str], dest: Path, source: str, where: str
 ) -> FileRequest:
@@ -143,6 +184,13 @@ def _row_request(
     if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
         raise ConfigError(
             f"{where}: filename {filename!r} must be a plain file name (no folders)"
+        )
+    if any(ord(char) < 32 or ord(char) == 127 for char in filename):
+        raise ConfigError(f"{where}: filename {filename!r} holds a control character")
+    if len(filename.encode("utf-8")) > _MAX_NAME_BYTES:
+        raise ConfigError(
+            f"{where}: filename {filename[:40]!r}... is longer than "
+            f"{_MAX_NAME_BYTES} bytes, too long for most file systems"
         )
     size_text = (row.get("size") or "").strip()
     try:
@@ -157,6 +205,7 @@ def _row_request(
             f"{where}: checksum {checksum!r} must be sha256:<64 hex> or md5:<32 hex>"
         )
     algorithm, _, digest = checksum.partition(":")
+    algorithm = algorithm.lower()
     return FileRequest(
         url=url,
         path=dest / filename,
@@ -167,11 +216,6 @@ def _row_request(
         item_id=filename,
         expect_format=None if checksum else _FORMATS.get(Path(filename).suffix.lower()),
     )
-
-
-def _header(path: Path) -> list[str]:
-    with open(path, newline="", encoding=_encoding(path)) as handle:
-        return next(csv.reader(handle), [])
 
 
 def _encoding(path: Path) -> str:

@@ -245,3 +245,106 @@ def test_manifest_encodings(tmp_path: Path) -> None:
         main, ["download", "--manifest", str(latin), "--dest", str(tmp_path / "d")]
     )
     assert result.exit_code == 1 and "save it as CSV UTF-8" in result.output
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("http://h/x,a\x01b.tif,,", "control character"),
+        ("http://h/x," + "n" * 300 + ",,", "longer than 255 bytes"),
+        ("http://h/x,x.tif,1,000,", "the row has 5 fields, the header 4"),
+    ],
+)
+def test_manifest_rows_unsafe_as_file_names_are_refused(
+    tmp_path: Path, row: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        read_manifest(_manifest(tmp_path, [row]), tmp_path)
+
+
+def test_manifest_header_and_checksum_prefix_ignore_case(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    digest = "ab" * 32
+    path.write_text(
+        f" URL , Filename,SIZE,checksum \nhttp://h/x,x.bin,3,SHA256:{digest}\n"
+    )
+    (request,) = read_manifest(path, tmp_path)
+    assert (request.path.name, request.size, request.sha256) == ("x.bin", 3, digest)
+
+
+def test_manifest_may_not_write_over_the_ledger_or_a_partial_file(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    data = make_bytes(1_000, 9)
+    url = server.add("/x.bin", data)
+    dest = tmp_path / "d"
+    for rows, message in (
+        ([f"{url},ledger.sqlite,,"], "would overwrite"),
+        ([f"{url},ledger.sqlite-wal,,"], "would overwrite"),
+        ([f"{url},x.bin,,", f"{url},x.bin.part,,"], "is the partial download"),
+    ):
+        manifest = _manifest(tmp_path, rows)
+        result = CliRunner().invoke(
+            main, ["download", "--manifest", str(manifest), "--dest", str(dest)]
+        )
+        assert result.exit_code == 1 and message in result.output, result.output
+    assert not dest.exists()
+
+
+def test_status_reads_without_changing_what_it_is_given(tmp_path: Path) -> None:
+    import sqlite3
+
+    other = tmp_path / "other.sqlite"  # e.g. a GeoPackage
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE features (id INTEGER)")
+    before = other.read_bytes()
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    for path in (other, empty, tmp_path / "files.csv"):
+        if path.name == "files.csv":
+            _manifest(tmp_path, ["http://h/x,x,,"])
+        result = CliRunner().invoke(main, ["status", str(path)])
+        assert result.exit_code == 1
+        assert "is not a burnscape download ledger" in result.output
+        assert "delete" not in result.output
+    assert other.read_bytes() == before and empty.stat().st_size == 0
+
+
+def test_status_calls_downloads_left_by_an_ended_process_interrupted(
+    tmp_path: Path,
+) -> None:
+    from burnscape.acquire.ledger import Ledger
+    from burnscape.pipeline import outputs_lock
+
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.start_file(tmp_path / "a.bin", url="http://h/a")
+    with outputs_lock(tmp_path):  # a download still running: not interrupted
+        running = CliRunner().invoke(main, ["status", str(tmp_path)])
+    assert running.exit_code == 0 and "interrupted" not in running.output
+    ended = CliRunner().invoke(main, ["status", str(tmp_path)])
+    assert ended.exit_code == 1
+    assert "1 download(s) were interrupted" in ended.output
+    as_json = CliRunner().invoke(main, ["status", str(tmp_path), "--json"])
+    assert json.loads(as_json.output)["interrupted"] == 1
+
+
+def test_two_downloads_into_one_folder_are_refused(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    from burnscape.pipeline import outputs_lock
+
+    manifest = _manifest(tmp_path, [f"{server.add('/x.bin', b'x' * 10)},x.bin,,"])
+    dest = tmp_path / "d"
+    dest.mkdir()
+    with outputs_lock(dest):
+        result = CliRunner().invoke(
+            main, ["download", "--manifest", str(manifest), "--dest", str(dest)]
+        )
+    assert result.exit_code == 1
+    assert "is using" in result.output and "give another --dest" in result.output
+
+
+def test_a_manifest_given_as_workflow_gets_a_hint(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, ["http://h/x,x,,"])
+    result = CliRunner().invoke(main, ["download", str(manifest)])
+    assert result.exit_code == 2 and "looks like a manifest" in result.output
