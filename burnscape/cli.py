@@ -152,6 +152,8 @@ def configure_logging(verbose: int, log_file: Path | None = None) -> None:
     dask_level = "debug" if verbose >= 2 else "warning"
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", dask_level)
     logging.getLogger("distributed").setLevel(dask_level.upper())
+    # urllib3 warns of every retry; the downloader reports what finally failed.
+    logging.getLogger("urllib3").setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
 if __name__ == "__main__":  # pragma: no cover

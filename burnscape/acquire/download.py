@@ -16,11 +16,12 @@ Each state change is written to the :class:`~burnscape.acquire.ledger.Ledger`.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import logging
 import os
 import random
-import time
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -112,11 +113,29 @@ class DownloadResult:
 
 
 class _Failure(Exception):
-    """Internal: a download attempt failed for a reason that is final."""
+    """Internal: a download attempt failed for a reason that is final.
 
-    def __init__(self, message: str, error_type: type[AcquireError]) -> None:
+    ``keep_part``: the partial file is good so far (the transfer gave up), so a
+    later run may resume it.
+    """
+
+    def __init__(
+        self, message: str, error_type: type[AcquireError], keep_part: bool = False
+    ) -> None:
         super().__init__(message)
         self.error_type = error_type
+        self.keep_part = keep_part
+
+
+class _Cancelled(Exception):
+    """Internal: :meth:`Downloader.cancel` was called during a transfer."""
+
+
+class _Transfer:
+    """What one file's attempts share: the server's validator for ``If-Range``."""
+
+    def __init__(self) -> None:
+        self.validator: str | None = None
 
 
 class _Retryable(Exception):
@@ -244,6 +263,9 @@ class Downloader:
         self.timeout_s = timeout_s
         self.fsync = fsync
         self.on_event = on_event
+        self._cancelled = threading.Event()
+        self._active: set[requests.Response] = set()
+        self._active_lock = threading.Lock()
 
     def fetch_all(self, requests_: Iterable[FileRequest]) -> list[DownloadResult]:
         """Fetch many files, at most ``max_workers`` at a time; keep their order.
@@ -254,10 +276,33 @@ class Downloader:
         todo = list(requests_)
         if self.max_workers == 1 or len(todo) <= 1:
             return [self.fetch(request) for request in todo]
-        with concurrent.futures.ThreadPoolExecutor(
+        pool = concurrent.futures.ThreadPoolExecutor(
             self.max_workers, thread_name_prefix="burnscape-download"
-        ) as pool:
+        )
+        try:
             return list(pool.map(self.fetch, todo))
+        except BaseException:
+            # Ctrl-C (KeyboardInterrupt) lands here in the calling thread: stop
+            # the transfers in the other threads rather than wait out their
+            # timeouts. Their partial files stay for a later resume.
+            self.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def cancel(self) -> None:
+        """Stop every transfer in progress and start no new one (thread-safe).
+
+        Blocked reads are woken by shutting their sockets down; a cancelled
+        file keeps its partial download and its ``downloading`` ledger row, so
+        ``burnscape status`` calls it interrupted and a re-run resumes it.
+        """
+        self._cancelled.set()
+        with self._active_lock:
+            active = list(self._active)
+        for response in active:
+            with contextlib.suppress(Exception):
+                response.raw.shutdown()
 
     def fetch(self, request: FileRequest) -> DownloadResult:
         """Fetch one file unless it is already verified; never raise for HTTP.
@@ -267,20 +312,41 @@ class Downloader:
         DownloadResult
             What happened; ``error`` holds the reason of a failure.
         """
-        skipped = self._already_verified(request)
-        if skipped is not None:
-            self._emit("done", request, skipped)
-            return skipped
-        request.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._cancelled.is_set():
+            return DownloadResult(
+                request, "failed", error="cancelled", error_type=DownloadError
+            )
         try:
+            skipped = self._already_verified(request)
+            if skipped is not None:
+                self._emit("done", request, skipped)
+                return skipped
+            request.path.parent.mkdir(parents=True, exist_ok=True)
             result = self._download(request)
-        except _Failure as failure:
-            _unlink(_part_path(request.path))
+        except _Cancelled:
+            return DownloadResult(
+                request, "failed", error="cancelled", error_type=DownloadError
+            )
+        except (_Failure, OSError) as err:
+            failure = (
+                err
+                if isinstance(err, _Failure)
+                else _Failure(
+                    f"{request.path}: {err.strerror or err}; check the destination "
+                    "folder and file name",
+                    DownloadError,
+                )
+            )
+            if not failure.keep_part:
+                with contextlib.suppress(OSError):
+                    _unlink(_part_path(request.path))
             state: State = (
                 "missing" if failure.error_type is AssetUnavailableError else "failed"
             )
-            self.ledger.mark_failed(request.path, str(failure), state=state)
-            logger.warning("Download of %s failed: %s", request.url, failure)
+            with contextlib.suppress(OSError):
+                self.ledger.mark_failed(request.path, str(failure), state=state)
+            # the caller reports failures (a summary, the CLI's FAILED lines)
+            logger.info("Download of %s failed: %s", request.url, failure)
             result = DownloadResult(
                 request, state, error=str(failure), error_type=failure.error_type
             )
@@ -304,6 +370,7 @@ class Downloader:
             and record.size == stat.st_size
             and record.mtime_ns == stat.st_mtime_ns
             and (request.sha256 is None or record.sha256 == request.sha256)
+            and (request.md5 is None or record.md5 == request.md5)
         ):
             logger.debug("Skipping %s: verified and unchanged.", path)
             return DownloadResult(request, "skipped", stat.st_size, record.sha256)
@@ -316,12 +383,20 @@ class Downloader:
             return None
         if request.md5 is not None and _md5_file(path) != request.md5:
             return None
-        self._record_verified(request, stat.st_size, digest, stat.st_mtime_ns)
+        self._record_verified(
+            request, stat.st_size, digest, stat.st_mtime_ns, md5=request.md5
+        )
         logger.debug("Skipping %s: present and its checksum matches.", path)
         return DownloadResult(request, "skipped", stat.st_size, digest)
 
     def _download(self, request: FileRequest) -> DownloadResult:
         part = _part_path(request.path)
+        if part.exists() and request.sha256 is None and request.md5 is None:
+            # Left by an earlier run. Without a checksum, bytes of a file that
+            # changed at the source since then could not be told apart: refetch.
+            logger.info("Starting %s over: no checksum to check a resume.", part)
+            _unlink(part)
+        transfer = _Transfer()
         fetched = 0
         resumed = False
         restarted = False
@@ -337,8 +412,10 @@ class Downloader:
                 expected_sha256=request.sha256,
             )
             try:
-                got, resumed_now, hashes = self._attempt(request, part)
+                got, resumed_now, hashes = self._attempt(request, part, transfer)
             except _Retryable as err:
+                if self._cancelled.is_set():
+                    raise _Cancelled from err
                 last_error = str(err)
                 fetched += err.received
                 self.ledger.mark_failed(request.path, last_error)
@@ -353,8 +430,8 @@ class Downloader:
                     self.max_attempts,
                     wait,
                 )
-                if attempt < self.max_attempts:
-                    time.sleep(wait)
+                if attempt < self.max_attempts and self._cancelled.wait(wait):
+                    raise _Cancelled from err
                 continue
             fetched += got
             resumed = resumed or resumed_now
@@ -367,18 +444,28 @@ class Downloader:
                     resumed, restarted = False, True
                     continue
                 raise
-        _unlink(part)
         raise _Failure(
             f"{request.url}: gave up after {self.max_attempts} attempts: {last_error}",
             DownloadError,
+            keep_part=True,  # what arrived is kept for a later run to resume
         )
 
-    def _attempt(self, request: FileRequest, part: Path) -> tuple[int, bool, _Hashes]:
-        """Run one GET into ``part``; return bytes received, resumed?, digests."""
+    def _attempt(
+        self, request: FileRequest, part: Path, transfer: _Transfer
+    ) -> tuple[int, bool, _Hashes]:
+        """Run one GET into ``part``; return bytes received, resumed?, digests.
+
+        The bytes are asked for as they are stored (``Accept-Encoding:
+        identity``), so sizes and ranges mean the file's own bytes. A resume
+        sends ``If-Range`` with the validator of the first answer: a file that
+        changed at the source since then comes back whole.
+        """
         offset = part.stat().st_size if part.exists() else 0
-        headers = dict(request.headers)
+        headers = {"Accept-Encoding": "identity", **request.headers}
         if offset:
             headers["Range"] = f"bytes={offset}-"
+            if transfer.validator:
+                headers["If-Range"] = transfer.validator
         try:
             response = self.session.get(
                 request.url, headers=headers, stream=True, timeout=self.timeout_s
@@ -390,10 +477,18 @@ class Downloader:
                 f"{request.url}: connection failed after retries: {_reason(err)}",
                 DownloadError,
             ) from err
-        with response:
-            offset = self._check_response(request, response, offset, part)
-            received, hashes = self._stream(request, response, part, offset)
-            return received, offset > 0, hashes
+        with self._active_lock:
+            self._active.add(response)
+        try:
+            with response:
+                offset = self._check_response(request, response, offset, part)
+                if response.status_code == 200:
+                    transfer.validator = _validator(response)
+                received, hashes = self._stream(request, response, part, offset)
+                return received, offset > 0, hashes
+        finally:
+            with self._active_lock:
+                self._active.discard(response)
 
     def _check_response(
         self,
@@ -431,6 +526,14 @@ class Downloader:
                 AuthenticationError if _looks_like_login(response) else DownloadError,
             )
         length = response.headers.get("Content-Length")
+        encoded = response.headers.get("Content-Encoding", "").strip().lower() not in (
+            "",
+            "identity",
+        )
+        if encoded and offset:
+            # a compressed answer to a range: its offsets are not the file's
+            _unlink(part)
+            raise _Retryable("server compressed a resumed range; starting over")
         if status == 206:
             if not response.headers.get("Content-Range", "").startswith(
                 f"bytes {offset}-"
@@ -439,7 +542,7 @@ class Downloader:
         elif offset:
             logger.debug("%s ignored the Range request; starting over.", request.url)
             offset = 0
-        if request.size and length is not None and status == 200:
+        if request.size and length is not None and status == 200 and not encoded:
             if int(length) < request.size // 2:
                 raise _Failure(
                     f"{request.url}: the server sent {length} bytes for a file listed "
@@ -475,12 +578,16 @@ class Downloader:
                 try:
                     chunk = response.raw.read1(_CHUNK, decode_content=True)
                 except (urllib3.exceptions.HTTPError, OSError) as err:
+                    if self._cancelled.is_set():
+                        raise _Cancelled from err
                     raise _Retryable(
                         f"body broke off after {received} bytes: {_reason(err)}",
                         received,
                     ) from err
                 if not chunk:
                     break
+                if self._cancelled.is_set():
+                    raise _Cancelled
                 if offset == 0 and received == 0 and _is_html(chunk):
                     if request.expect_format != "html":
                         handle.close()
@@ -534,14 +641,26 @@ class Downloader:
         except _Failure:
             _unlink(part)
             raise
-        os.replace(part, request.path)
+        try:
+            os.replace(part, request.path)
+        except OSError as err:
+            raise _Failure(
+                f"cannot put the verified file at {request.path}: "
+                f"{err.strerror or err}",
+                DownloadError,
+            ) from err
         mtime_ns = request.path.stat().st_mtime_ns
-        self._record_verified(request, size, digest, mtime_ns)
+        self._record_verified(request, size, digest, mtime_ns, md5=request.md5)
         logger.debug("Verified %s (%d bytes).", request.path, size)
         return DownloadResult(request, "verified", size, digest, bytes_fetched=fetched)
 
     def _record_verified(
-        self, request: FileRequest, size: int, digest: str, mtime_ns: int
+        self,
+        request: FileRequest,
+        size: int,
+        digest: str,
+        mtime_ns: int,
+        md5: str | None = None,
     ) -> None:
         self.ledger.mark_verified(
             request.path,
@@ -554,6 +673,7 @@ class Downloader:
             asset_key=request.asset_key,
             expected_size=request.size,
             expected_sha256=request.sha256,
+            md5=md5,
         )
 
     def _emit(self, kind: str, request: FileRequest, value: object) -> None:
@@ -721,12 +841,23 @@ def _md5_file(path: Path) -> str:
 
 def _reason(err: BaseException) -> str:
     """Return the innermost readable cause of a requests/urllib3 error."""
-    text = str(err)
+    if isinstance(err, urllib3.exceptions.ProtocolError) and err.args:
+        text = str(err.args[0])  # not the (message, cause) tuple
+    else:
+        text = str(err)
     inner = err.__context__ or err.__cause__
     while inner is not None and len(text) > 200:
         text = str(inner)
         inner = inner.__context__ or inner.__cause__
     return text[:300]
+
+
+def _validator(response: requests.Response) -> str | None:
+    """Return what ``If-Range`` may carry: a strong ETag, else Last-Modified."""
+    etag = response.headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return response.headers.get("Last-Modified")
 
 
 def _part_path(path: Path) -> Path:

@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS files (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     created TEXT NOT NULL,
-    updated TEXT NOT NULL
+    updated TEXT NOT NULL,
+    md5 TEXT
 );
 """
 
@@ -119,6 +120,7 @@ class FileRecord:
     last_error: str | None
     created: str
     updated: str
+    md5: str | None = None
 
 
 def request_key(method: str, url: str, params: dict[str, Any] | None) -> str:
@@ -394,16 +396,20 @@ class Ledger:
         asset_key: str = "",
         expected_size: int | None = None,
         expected_sha256: str | None = None,
+        md5: str | None = None,
     ) -> None:
-        """Record a file as verified and in place, with its size, digest and mtime."""
+        """Record a file as verified and in place, with its size, digests and mtime.
+
+        ``md5`` is recorded where the source listed one (and it was checked).
+        """
         now = _now()
         self._execute(
             "INSERT INTO files (path, url, source, item_id, asset_key, expected_size, "
             "expected_sha256, size, sha256, mtime_ns, state, attempts, last_error, "
-            "created, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'verified', 0, NULL, ?, ?) "
+            "created, updated, md5) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'verified', 0, NULL, ?, ?, ?) "
             "ON CONFLICT(path) DO UPDATE SET url = excluded.url, "
-            "size = excluded.size, sha256 = excluded.sha256, "
+            "size = excluded.size, sha256 = excluded.sha256, md5 = excluded.md5, "
             "mtime_ns = excluded.mtime_ns, state = 'verified', last_error = NULL, "
             "expected_size = excluded.expected_size, "
             "expected_sha256 = excluded.expected_sha256, updated = excluded.updated",
@@ -420,6 +426,7 @@ class Ledger:
                 mtime_ns,
                 now,
                 now,
+                md5,
             ),
         )
 
@@ -455,15 +462,18 @@ class Ledger:
 
     def _migrate(self) -> None:
         """Add the columns that ledgers written by older versions lack."""
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(requests)")}
-        if "window_end" in columns:
-            return
-        try:
-            self._conn.execute("ALTER TABLE requests ADD COLUMN window_end TEXT")
-        except sqlite3.OperationalError as err:
-            if "duplicate column" not in str(err):  # else another process won
-                raise
-        logger.info("Ledger %s: added the requests.window_end column.", self.path)
+        for table, column in (("requests", "window_end"), ("files", "md5")):
+            present = {
+                row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")
+            }
+            if column in present:
+                continue
+            try:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+            except sqlite3.OperationalError as err:
+                if "duplicate column" not in str(err):  # else another process won
+                    raise
+            logger.info("Ledger %s: added the %s.%s column.", self.path, table, column)
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
         with self._lock, self._conn:

@@ -11,6 +11,7 @@ files, and logs every request with its headers and body.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import socket
@@ -56,6 +57,9 @@ class Entry:
     ignore_range: bool = False
     content_type: str = "application/octet-stream"
     rate_bps: float | None = None
+    gzip: bool = False  # compress every answer, whatever the client accepts
+    etag: str | None = None  # sent, and compared with If-Range
+    after_serving: Callable[[Entry], None] | None = None  # e.g. change the file
 
 
 @dataclass
@@ -106,10 +110,15 @@ class FaultServer:
         ignore_range: bool = False,
         content_type: str = "application/octet-stream",
         rate_bps: float | None = None,
+        **options: Any,
     ) -> str:
-        """Serve ``data`` at ``path``; return its URL."""
+        """Serve ``data`` at ``path``; return its URL.
+
+        ``options``: the other :class:`Entry` fields (``gzip``, ``etag``,
+        ``after_serving``).
+        """
         self.entries[path] = Entry(
-            data, list(faults), then, ignore_range, content_type, rate_bps
+            data, list(faults), then, ignore_range, content_type, rate_bps, **options
         )
         return self.url + path.lstrip("/")
 
@@ -261,19 +270,34 @@ class _Handler(BaseHTTPRequestHandler):
 
         start, status = 0, 200
         header = self.headers.get("Range")
-        if header and not entry.ignore_range and kind != "ignore-range":
+        if_range = self.headers.get("If-Range")
+        changed = if_range is not None and if_range != entry.etag
+        if header and not entry.ignore_range and kind != "ignore-range" and not changed:
             start = int(header.split("=")[1].split("-")[0])
             status = 206
         body = data[start:]
+        if entry.gzip:
+            body = gzip.compress(body)
         self.send_response(status)
         self.send_header("Content-Type", entry.content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "none" if entry.ignore_range else "bytes")
+        if entry.gzip:
+            self.send_header("Content-Encoding", "gzip")
+        if entry.etag is not None:
+            self.send_header("ETag", entry.etag)
         if status == 206:
             self.send_header(
                 "Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"
             )
         self.end_headers()
+        try:
+            self._send(entry, body, kind, fault)
+        finally:
+            if entry.after_serving is not None:
+                entry.after_serving(entry)
+
+    def _send(self, entry: Entry, body: bytes, kind: str, fault: Fault | None) -> None:
         cut = int(len(body) * (fault.fraction if fault else 1.0))
         if kind == "reset":
             self._write(entry, body[:cut])
