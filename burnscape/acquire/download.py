@@ -514,8 +514,12 @@ class Downloader:
             _unlink(part)
             raise _Retryable("server refused the resume range; starting over")
         if status >= 400:
+            wait = response.headers.get("Retry-After")
+            advice = (
+                f" (the server asks to wait {wait} s: run again later)" if wait else ""
+            )
             raise _Failure(
-                f"{request.url}: HTTP {status} {response.reason} after retries",
+                f"{request.url}: HTTP {status} {response.reason} after retries{advice}",
                 DownloadError,
             )
         content_type = response.headers.get("Content-Type", "").lower()

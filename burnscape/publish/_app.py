@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import math
+import re
 import threading
 from http import HTTPStatus
 from pathlib import Path
@@ -306,6 +307,8 @@ def _parameter_problem(args: Any) -> str | None:
             _check_integer("offset", args["offset"], minimum=0)
         if "sortby" in args:
             _check_sortby(args["sortby"])
+        for text in args.getlist("subset") if hasattr(args, "getlist") else []:
+            _check_subset(text)
     except ValueError as err:
         return str(err)
     return None
@@ -370,6 +373,17 @@ def _check_bbox(text: str) -> None:
     half = len(values) // 2
     if values[1] > values[half + 1]:
         raise ValueError("bbox miny is greater than maxy")
+
+
+_SUBSET = re.compile(r"\s*\w+\([^()]*\)\s*(,\s*\w+\([^()]*\)\s*)*")
+
+
+def _check_subset(text: str) -> None:
+    if not _SUBSET.fullmatch(text):
+        raise ValueError(
+            f"subset {text!r}: write axis(low:high) or axis(value), comma-separated, "
+            'e.g. subset=x(538800:540000),time("2018-07-01":"2018-07-31")'
+        )
 
 
 def _check_sortby(text: str) -> None:
@@ -505,6 +519,9 @@ class _PygeoapiLog:
                 )
             return
         for record in self._held:
+            if self.status is not None and self.status < 400:
+                if record.name == "pygeoapi.l10n":
+                    continue  # it takes JSON-schema keys for locales: noise
             logging.getLogger(record.name).handle(record)
 
 
@@ -544,9 +561,11 @@ def _replace_arg(args: Any, key: str, value: str) -> Any:
 def _error(api: API, status: HTTPStatus, code: str, description: str) -> Response:
     fmt = "html" if (request.args.get("f") or "").lower() == "html" else "json"
     headers = {"Content-Type": "text/html" if fmt == "html" else "application/json"}
-    headers, status_code, content = api.get_exception(
-        status, headers, fmt, code, description
-    )
+    with _PygeoapiLog() as log:  # pygeoapi logs every exception it formats
+        headers, status_code, content = api.get_exception(
+            status, headers, fmt, code, description
+        )
+        log.status = status_code
     response = make_response(content, status_code)
     response.headers.update(headers)
     return response

@@ -343,3 +343,14 @@ def test_in_process_downloads_are_bounded_by_max_workers(
     assert [r.state for r in results] == ["verified"] * 8
     assert server.peak_bodies == 3  # 8 slow files, never more than 3 at once
     assert ledger.summary() == {"verified": 8}
+
+
+def test_a_rate_limit_outlasting_the_retries_says_how_long_to_wait(
+    server: FaultServer, downloader: Downloader, ledger: Ledger, tmp_path: Path
+) -> None:
+    results, _, _ = _batch(
+        server, downloader, tmp_path, then=Fault("status", status=429, retry_after="1")
+    )
+    assert results[1].state == "failed"
+    assert "HTTP 429" in (results[1].error or "")
+    assert "the server asks to wait 1 s: run again later" in (results[1].error or "")

@@ -38,7 +38,10 @@ def test_client_errors_log_one_info_line_and_no_traceback(tmp_path, caplog):
     with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, "burnscape"):
         missing = client.get("/collections/fire-events/items/no-such-id?f=json")
         sortby = client.get("/collections/fire-events/items?f=json&sortby=nope")
+        no_route = client.get("/no/such/path")
+        process = client.get("/processes/burnscape-workflow?f=json")
     assert missing.status_code == 404 and sortby.status_code == 400
+    assert no_route.status_code == 404 and process.status_code == 200
     assert "sortby 'nope'" in sortby.get_json()["description"]
     pygeoapi_records = [r for r in caplog.records if r.name.startswith("pygeoapi")]
     assert not [r for r in pygeoapi_records if r.levelno >= logging.WARNING]
@@ -46,6 +49,7 @@ def test_client_errors_log_one_info_line_and_no_traceback(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("burnscape")]
     assert any("answered 404" in line and "no-such-id" in line for line in lines)
     assert any("answered 400" in line and "sortby" in line for line in lines)
+    assert any("answered 404" in line and "/no/such/path" in line for line in lines)
 
 
 def test_server_side_failures_reported_by_pygeoapi_still_log_errors(
