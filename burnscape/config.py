@@ -392,7 +392,7 @@ def load_workflow(path: str | os.PathLike[str]) -> WorkflowConfig:
     except yaml.YAMLError as err:
         raise ConfigError(f"{source} is not valid YAML: {err}") from err
     except ValueError as err:  # a well-formed but impossible date, e.g. 2013-02-30
-        raise ConfigError(f"{source}: {err} (an impossible date?)") from err
+        raise ConfigError(_impossible_date(source, text, err)) from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{source} must hold a mapping of workflow keys at top level")
     try:
@@ -457,3 +457,18 @@ def _utc(value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None
         else value.astimezone(dt.UTC)
     )
+
+
+def _impossible_date(source: Path, text: str, err: ValueError) -> str:
+    """Name the line of the date YAML could not build (YAML's error does not)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        content = line.split("#", 1)[0]
+        for found in re.finditer(r"(?<![\w-])(\d{4}-\d{2}-\d{2})(?![\w-])", content):
+            try:
+                dt.date.fromisoformat(found.group(1))
+            except ValueError as problem:
+                return (
+                    f"{source}:{number}: {found.group(1)} is not a date ({problem}): "
+                    f"{line.strip()}"
+                )
+    return f"{source}: {err} (an impossible date?)"

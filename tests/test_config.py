@@ -94,8 +94,12 @@ def test_impossible_date_is_one_config_error(tmp_path: Path) -> None:
     assert "2024-02-30" in text
     path = tmp_path / "wf.yml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match="day is out of range"):
+    with pytest.raises(ConfigError, match="day is out of range") as caught:
         load_workflow(path)
+    line = text.splitlines().index(
+        next(row for row in text.splitlines() if "2024-02-30" in row)
+    )
+    assert f"wf.yml:{line + 1}: 2024-02-30 is not a date" in str(caught.value)
 
 
 def test_workflow_not_in_utf8_is_one_config_error(tmp_path: Path) -> None:
