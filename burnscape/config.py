@@ -404,14 +404,22 @@ def load_workflow(path: str | os.PathLike[str]) -> WorkflowConfig:
 def _describe(err: ValidationError, raw: dict[str, Any]) -> str:
     """Turn pydantic's report into one line per problem, listing valid keys."""
     lines = []
-    for problem in err.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+    problems = err.errors()
+    for problem in problems:
+        loc = tuple(problem["loc"])
+        where = ".".join(str(part) for part in loc) or "(top level)"
+        if problem["type"] == "too_short" and any(
+            tuple(other["loc"])[: len(loc)] == loc and len(other["loc"]) > len(loc)
+            for other in problems
+        ):
+            continue  # a list emptied by its own invalid entries, reported above
         if problem["type"] == "extra_forbidden":
             model = _model_at(WorkflowConfig, problem["loc"][:-1], raw)
             valid = ", ".join(model.model_fields) if model else "see the schema"
             lines.append(f"unknown key '{where}'; valid keys here: {valid}")
         else:
-            lines.append(f"{where}: {problem['msg']}")
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            lines.append(f"{where}: {message}")
     return "; ".join(lines)
 
 

@@ -123,3 +123,21 @@ def test_absurd_grid_is_refused_before_anything_runs(tmp_path: Path) -> None:
     data["region"]["pixel_size"] = 0.000001
     with pytest.raises(ConfigError, match=r"1000000 x 1000000 pixels.*pixel_size"):
         load_workflow(_write(tmp_path, data))
+
+
+def test_errors_inside_a_list_are_reported_once_and_plainly(tmp_path: Path) -> None:
+    data = _minimal()
+    data["sources"][0]["items"] = [
+        {
+            "id": "a",
+            "datetime": "2024-07-02T00:00:00Z",
+            "assets": {"B1": {"path": "b1.tif", "sha256": "not-hex"}},
+        }
+    ]
+    data["time"] = {"start": "2024-07-10", "end": "2024-07-01"}
+    with pytest.raises(ConfigError) as caught:
+        load_workflow(_write(tmp_path, data))
+    message = str(caught.value)
+    assert "sources.0.items.0.assets.B1.sha256" in message
+    assert "at least 1 item" not in message  # not the list emptied by it
+    assert "Value error" not in message and "time" in message
