@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -188,15 +190,37 @@ def test_cancel_stops_stalled_transfers_at_once_and_keeps_their_parts(
     assert ledger.summary() == {"downloading": 2}  # status calls them interrupted
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_ctrl_c_during_a_parallel_download_ends_it_promptly(
-    server: FaultServer, ledger: Ledger, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
-    requests = _stalling(server, 2, tmp_path)
-    downloader = _downloader(ledger, timeout_s=(2.0, 25.0))
-    # a real SIGINT, as a terminal sends it (it wakes the waiting main thread)
-    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    """``burnscape download`` in its own process group, Ctrl-C as a terminal sends."""
+    requests = _stalling(server, 3, tmp_path / "d")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "url,filename,size,checksum\n"
+        + "".join(
+            f"{r.url},{r.path.name},{r.size},sha256:{r.sha256}\n" for r in requests
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "burnscape.cli", "download", "--manifest"]
+        + [str(manifest), "--dest", str(tmp_path / "d"), "-j", "2", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 60
+    while len(list((tmp_path / "d").glob("*.part"))) < 2:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # both transfers are now stalled mid-body
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        downloader.fetch_all(requests)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
     assert time.monotonic() - started < 5.0
-    assert not [t for t in threading.enumerate() if "burnscape-download" in t.name]
+    assert process.returncode == 130, output.decode()
+    assert b"Traceback" not in output
+    assert len(list((tmp_path / "d").glob("*.part"))) == 2  # kept for a resume
