@@ -116,7 +116,15 @@ def open_client(
     address = scheduler or cluster.address
     if address:
         logger.info("Joining the Dask scheduler at %s.", address)
-        with Client(address, timeout="30s") as client:
+        try:
+            client = Client(address, timeout="30s")
+        except OSError as err:
+            raise ConfigError(
+                f"cannot reach the Dask scheduler at {address} ({err}): check "
+                "--scheduler, $DASK_SCHEDULER_ADDRESS or cluster.address, or leave "
+                "them unset for a local cluster"
+            ) from err
+        with client:
             yield client
         return
     with _ctrl_c_reaches_only_this_process():
@@ -265,7 +273,13 @@ def run_workflow(
         Timings, stage summaries and validation figures.
     """
     folder = Path(outputs or workflow.outputs.folder).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot create the outputs folder {folder}: {err.strerror or err}; "
+            "give another --outputs folder"
+        ) from err
     with outputs_lock(folder):
         return _run_stages(workflow, folder, mirror, scheduler, echo)
 

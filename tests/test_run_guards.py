@@ -201,3 +201,14 @@ def test_acquire_draws_a_download_bar_on_a_terminal_only(
         assert "landsat8-l1" in bar and "12/12 files" in bar
     else:
         assert "files" not in bar
+
+
+def test_an_outputs_folder_that_cannot_be_made_is_one_config_error(tmp_path):
+    from burnscape.errors import ConfigError
+
+    workflow = pipeline_load(
+        pipeline.Path(__file__).parents[1] / "workflows" / "chrome2-2018.yml"
+    )
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="cannot create the outputs folder"):
+        pipeline.run_workflow(workflow, outputs=tmp_path / "afile" / "sub")

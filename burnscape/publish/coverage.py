@@ -260,8 +260,11 @@ class ZarrCoverageProvider(BaseProvider):
     def _mask_by_day(self, dataset: xr.Dataset, interval: TimeInterval) -> xr.Dataset:
         if not self.time_variable or self.time_variable not in self._dataset:
             raise ProviderInvalidQueryError(user_msg="this coverage has no time axis")
+        # nearest: a scaled-down grid's cells hold their nearest native cell
         days = (
-            self._dataset[self.time_variable].sel(x=dataset["x"], y=dataset["y"]).values
+            self._dataset[self.time_variable]
+            .sel(x=dataset["x"].values, y=dataset["y"].values, method="nearest")
+            .values
         )
         fill = self._dataset[self.time_variable].attrs.get("_FillValue", -1)
         low = -np.inf if interval.start is None else _day_number(interval.start)
@@ -282,7 +285,8 @@ class ZarrCoverageProvider(BaseProvider):
         if cells > self.max_cells:
             raise ProviderRequestEntityTooLargeError(
                 f"the request selects {cells} values, above this server's limit of "
-                f"{self.max_cells}: narrow bbox, datetime or properties"
+                f"{self.max_cells}: narrow bbox, datetime or properties, or scale down "
+                "(e.g. scale-factor=4)"
             )
 
     # --- output ---------------------------------------------------------

@@ -326,3 +326,15 @@ def test_a_huge_scale_factor_keeps_two_cells_per_axis(burned, scaled):
         assert (tif.width, tif.height) == (2, 2)
         assert tif.transform.a == PIXEL_M * COLS / 2
         assert tif.bounds.left == ORIGIN_X and tif.bounds.top == ORIGIN_Y
+
+
+def test_scale_factor_with_datetime_masks_the_coarser_grid(burned, scaled):
+    native = values(
+        burned.query(properties=["burn_date"], datetime_="2018-06-09"), "burn_date"
+    )
+    for factor in (2, 2.5, 4):
+        scaled(factor)
+        coverage = burned.query(properties=["burn_date"], datetime_="2018-06-09")
+        coarse = values(coverage, "burn_date")
+        kept = coarse[~np.isnan(coarse)]
+        assert kept.size and set(kept) <= set(native[~np.isnan(native)])
