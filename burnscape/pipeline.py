@@ -423,6 +423,7 @@ def acquire_imagery(
     ledger: Ledger,
     *,
     api_url: str | None,
+    max_workers: int = 4,
     on_event: Callable[[str, Any, object], None] | None = None,
 ) -> list[AcquiredItem]:
     """Download one imagery source of a workflow by its kind; return its items.
@@ -435,29 +436,21 @@ def acquire_imagery(
     from burnscape.acquire import acquire_source
     from burnscape.acquire.laads import acquire_laads
 
-    if source.kind == "laads":
-        return acquire_laads(
-            source,
-            workflow.region,
-            workflow.time,
-            dest,
-            ledger,
-            api_url=api_url,
-            on_event=on_event,
-        )
-    if source.kind != "stac":
+    fetch = {"laads": acquire_laads, "stac": acquire_source}.get(source.kind)
+    if fetch is None:
         raise ConfigError(
             f"source {source.name!r} is kind {source.kind!r}: `burnscape run` reads "
             "imagery (kinds stac and laads); run active fires and event rasters with "
             "`burnscape events --workflow`"
         )
-    return acquire_source(
+    return fetch(
         source,
         workflow.region,
         workflow.time,
         dest,
         ledger,
         api_url=api_url,
+        max_workers=max_workers,
         on_event=on_event,
     )
 

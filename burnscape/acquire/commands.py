@@ -240,41 +240,28 @@ def _download_source(
 ) -> str:
     """Acquire one workflow source by its kind; return a one-line summary."""
     from burnscape.acquire.firms import acquire_firms
-    from burnscape.acquire.laads import acquire_laads
-    from burnscape.acquire.stac import acquire_source
+    from burnscape.pipeline import acquire_imagery
 
     if source.kind == "firms":
         frame = acquire_firms(source, config.region, config.time, dest, ledger)
         return f"{source.name}: {len(frame)} active-fire detections"
-    if source.kind == "laads":
-        bar = DownloadProgress(label=source.name) if progress else None
-        with bar or contextlib.nullcontext():
-            items = acquire_laads(
-                source,
-                config.region,
-                config.time,
-                dest,
-                ledger,
-                max_workers=workers,
-                on_event=bar.on_event if bar else None,
-            )
-        return f"{source.name}: {len(items)} granules verified"
-    if source.kind != "stac":
+    if source.kind not in ("stac", "laads"):
         raise AcquireError(
             f"kind {source.kind} is downloaded with --manifest, not from a workflow"
         )
     bar = DownloadProgress(label=source.name) if progress else None
     with bar or contextlib.nullcontext():
-        items = acquire_source(
+        items = acquire_imagery(
             source,
-            config.region,
-            config.time,
+            config,
             dest,
             ledger,
             api_url=api_url,
             max_workers=workers,
             on_event=bar.on_event if bar else None,
         )
+    if source.kind == "laads":
+        return f"{source.name}: {len(items)} granules verified"
     files = sum(len(item.assets) for item in items)
     return f"{source.name}: {len(items)} items, {files} files verified"
 
